@@ -1,0 +1,98 @@
+"""Typed records that flow through the pipeline, from a file on disk to a cited answer."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Document:
+    """A whole source file as text; `doc_id` is the sha256 of the text, so edits change it."""
+
+    doc_id: str
+    title: str
+    source: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A span of a document; `text == document.text[start:end]` always holds."""
+
+    chunk_id: str
+    doc_id: str
+    index: int
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with what a reader needs to cite it."""
+
+    chunk: Chunk
+    title: str
+    source: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Evidence for an answer sentence: which passage [n], and where it sits in its document."""
+
+    n: int
+    doc_id: str
+    title: str
+    source: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class IngestError:
+    """Why one file was skipped; the rest of a batch goes on."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class Timings:
+    retrieve_ms: float = 0.0
+    first_token_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    abstained: bool
+    citations: list[Citation] = field(default_factory=list)
+    timings: Timings = field(default_factory=Timings)
+    passages: list[Passage] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public JSON shape shared by `rag ask --json` and the HTTP API."""
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "abstained": self.abstained,
+            "citations": [asdict(c) for c in self.citations],
+            "timings": {k: round(v, 1) for k, v in asdict(self.timings).items()},
+        }
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange of a conversation, used to resolve follow-up questions."""
+
+    question: str
+    answer: str
