@@ -30,12 +30,17 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Passage:
-    """A retrieved chunk with what a reader needs to cite it."""
+    """A retrieved chunk with what a reader needs to cite it.
+
+    `score` orders passages (fused rank score); `relevance` is the query-chunk cosine, comparable
+    across queries, so it can tell whether the documents talk about the question at all.
+    """
 
     chunk: Chunk
     title: str
     source: str
     score: float
+    relevance: float
 
 
 @dataclass(frozen=True)
