@@ -17,7 +17,7 @@ class Embedder:
         self.batch_size = batch_size
 
     @cached_property
-    def _model(self):  # noqa: ANN202 - sentence_transformers imported lazily
+    def _model(self):
         from sentence_transformers import SentenceTransformer
 
         return SentenceTransformer(str(embedding_model_dir(self.model_name)), device="cpu")

@@ -197,14 +197,19 @@ def _prepare_from_gguf(gguf_path: Path, sha256: str, target: Path) -> Path:
     if _is_prepared(target, sha256):
         return target
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     print(f"Preparing {gguf_path.name} -> {target} (one time, about a minute)...", file=sys.stderr, flush=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_path.parent,
+            gguf_file=gguf_path.name,
+            dtype=torch.bfloat16,
+            quantization_config=GgufConfig(dequantize=True),
+        )
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / PREPARED_MARKER).write_text(json.dumps({"source": str(gguf_path), "source_sha256": sha256}))

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(default=32, ge=1)
 
     # Generation
-    max_new_tokens: int = Field(default=160, ge=8)
+    max_new_tokens: int = Field(default=96, ge=8)
     history_turns: int = Field(default=3, ge=0)
     max_question_chars: int = Field(default=2000, ge=10)
 

@@ -45,7 +45,11 @@ class Passage:
 
 @dataclass(frozen=True)
 class Citation:
-    """Evidence for an answer sentence: which passage [n], and where it sits in its document."""
+    """Evidence for an answer sentence: passage [n], where it sits in its document, and the quote in it.
+
+    `text == document.text[start:end]` is the whole passage; `quote_start:quote_end` (also document
+    offsets) is the sentence inside it that best supports the claim, for highlighting.
+    """
 
     n: int
     doc_id: str
@@ -55,6 +59,8 @@ class Citation:
     end: int
     text: str
     score: float
+    quote_start: int
+    quote_end: int
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from rag.embedding import Embedder  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.embedding import Embedder
+from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

@@ -1,0 +1,163 @@
+"""The one pipeline every front end calls: ingest → chunk → embed → store → retrieve → generate → cite."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.chunking import Chunker
+from rag.citations import CitationVerifier
+from rag.embedding import Embedder
+from rag.generation import Generator
+from rag.ingest import load_documents
+from rag.lexical import content_stems, mentions, salient_terms
+from rag.prompts import ABSTAIN_TEXT, build_messages, declines, retrieval_queries
+from rag.retrieval import HybridRetriever
+from rag.settings import Settings, get_settings
+from rag.store import IndexStore, SyncReport
+from rag.types import Answer, Document, IngestError, Passage, Timings, Turn
+
+
+class QuestionError(ValueError):
+    """The question itself is unusable (empty, too long); the caller should tell the user."""
+
+
+@dataclass
+class IndexReport:
+    sync: SyncReport
+    errors: list[IngestError] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Assistant:
+    """Cheap to construct; the index, the embedder and the generator load on first use."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        s = self.settings
+        self.embedder = Embedder(s.embedding_model, s.embed_batch_size)
+        self.chunker = Chunker(s.chunk_size, s.chunk_overlap)
+        self.store = IndexStore(s.index_dir, self.embedder)
+        self.retriever = HybridRetriever(self.store, self.embedder, s.candidate_k, s.rrf_k)
+        self.generator = Generator(s.generator_model, s.cache_dir, s.max_new_tokens, s.threads)
+        self.verifier = CitationVerifier(self.embedder, s.support_threshold)
+
+    # ---- documents -----------------------------------------------------------------------
+
+    def index(
+        self, paths: Iterable[Path | str] = (), *, rebuild: bool = False, replace: bool = True, progress: bool = False
+    ) -> IndexReport:
+        """Bring the index in line with `paths` (default: the corpus folder), embedding only what changed.
+
+        With `replace`, documents no longer under `paths` are dropped; without it (uploads) they stay.
+        """
+        started = time.perf_counter()
+        documents, errors = load_documents(list(paths) or [self.settings.default_corpus], self._max_bytes)
+        report = self.store.sync(
+            documents,
+            self.chunker,
+            self._chunk_config,
+            keep_sources=[e.path for e in errors],
+            remove_missing=replace,
+            rebuild=rebuild,
+            progress=progress,
+        )
+        return IndexReport(report, errors, time.perf_counter() - started)
+
+    def documents(self) -> list[Document]:
+        return self.store.documents()
+
+    @property
+    def _max_bytes(self) -> int:
+        return int(self.settings.max_file_mb * 1024 * 1024)
+
+    @property
+    def _chunk_config(self) -> dict[str, int]:
+        return {"chunk_size": self.settings.chunk_size, "chunk_overlap": self.settings.chunk_overlap}
+
+    # ---- questions -----------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Load the index and both models now, so the first question is answered at full speed."""
+        self.retriever.retrieve("warm up", 1)
+        self.generator.load()
+
+    def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
+        for event in self.ask_stream(question, history):
+            if isinstance(event, Answer):
+                return event
+        raise RuntimeError("the answer stream ended without an answer")
+
+    def ask_stream(
+        self, question: str, history: Sequence[Turn] = (), cancel: threading.Event | None = None
+    ) -> Iterator[str | Answer]:
+        """Yield answer text as it is generated, then the final, verified `Answer`.
+
+        The streamed text is the model's draft; the final answer may differ (checked citations, or an
+        abstention when the passages turn out not to support it).
+        """
+        question = self._validated(question)
+        turns = list(history)[-self.settings.history_turns :] if self.settings.history_turns else []
+        timings = Timings()
+        started = time.perf_counter()
+
+        def elapsed() -> float:
+            return (time.perf_counter() - started) * 1000
+
+        passages = self.retriever.retrieve(retrieval_queries(question, turns), self.settings.top_k)
+        timings.retrieve_ms = elapsed()
+
+        refusal = self._unanswerable(question, passages, turns)
+        if refusal:
+            timings.first_token_ms = timings.total_ms = elapsed()
+            yield refusal
+            yield Answer(question, refusal, True, [], timings, passages)
+            return
+
+        pieces: list[str] = []
+        for piece in self.generator.stream(build_messages(question, passages, turns), cancel):
+            if not pieces:
+                timings.first_token_ms = elapsed()
+            pieces.append(piece)
+            yield piece
+        draft = "".join(pieces).strip()
+
+        verified = self.verifier.verify(draft, passages, question)
+        timings.total_ms = elapsed()
+        if not draft or declines(draft) or not verified.supported:
+            yield Answer(question, ABSTAIN_TEXT, True, [], timings, passages)
+            return
+        yield Answer(question, verified.text, False, verified.citations, timings, passages)
+
+    def _validated(self, question: str) -> str:
+        question = " ".join(question.split())
+        if not question:
+            raise QuestionError("the question is empty")
+        if len(question) > self.settings.max_question_chars:
+            raise QuestionError(
+                f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}"
+            )
+        return question
+
+    def _unanswerable(self, question: str, passages: list[Passage], history: list[Turn]) -> str | None:
+        """Abstain before generating when retrieval already shows the documents can't answer.
+
+        The model alone will happily answer from its own knowledge, so two checks come first: the
+        passages must be about the question at all, and every name or number in the question must
+        appear in them (or earlier in the conversation).
+        """
+        if not passages or max(p.relevance for p in passages) < self.settings.min_relevance:
+            return ABSTAIN_TEXT
+        evidence = " ".join([p.chunk.text for p in passages] + [t.question + " " + t.answer for t in history])
+        evidence_stems = content_stems(evidence)
+        missing = [
+            term
+            for term in salient_terms(question)
+            if not mentions(evidence, term) and not content_stems(term) <= evidence_stems
+        ]
+        if missing:
+            return f"The documents don't mention {', '.join(missing)}."
+        return None

@@ -1,0 +1,162 @@
+"""Check every citation marker against the passage it points to, and repair what the model got wrong.
+
+Small models cite loosely: a wrong number, a marker on a sentence the passage does not support, or no
+marker at all. Support is measured per answer sentence as a blend of word evidence (how many of the
+sentence's own content words, beyond the question's, occur in the passage) and meaning (the best cosine
+between the sentence and any one passage sentence), scaled by how many of the sentence's names and
+numbers the passage mentions: "LeCun proposed X" is not supported by a passage where Altman proposed X.
+
+Sentences no passage supports are removed. If the first one (the direct answer) is unsupported, the
+answer as a whole is unsupported and the caller abstains.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.chunking import split_sentences
+from rag.embedding import Embedder
+from rag.lexical import content_stems, mentions, salient_terms
+from rag.types import Citation, Passage
+
+MARKER = re.compile(r"\s*\[(?:passages?\s*)?(\d+(?:\s*(?:,|and|-)\s*\d+)*)\]", re.IGNORECASE)
+_TRAILING_PUNCT = re.compile(r"[.!?:;]+$")
+
+
+@dataclass(frozen=True)
+class VerifiedAnswer:
+    text: str
+    citations: list[Citation]
+    supported: bool
+
+
+@dataclass
+class _Claim:
+    start: int
+    end: int
+    text: str
+    markers: list[int]
+
+
+def _marker_numbers(group: str) -> list[int]:
+    numbers = [int(n) for n in re.findall(r"\d+", group)]
+    if "-" in group and len(numbers) == 2 and numbers[0] < numbers[1]:
+        return list(range(numbers[0], numbers[1] + 1))
+    return numbers
+
+
+def _claims(answer: str) -> list[_Claim]:
+    """Answer sentences with their markers; a sentence of markers alone belongs to the one before."""
+    claims: list[_Claim] = []
+    for start, end in split_sentences(answer):
+        raw = answer[start:end]
+        markers = [n for m in MARKER.finditer(raw) for n in _marker_numbers(m.group(1))]
+        text = MARKER.sub("", raw).strip()
+        if not re.search(r"[A-Za-z0-9]", text) and claims:
+            claims[-1].markers.extend(markers)
+            claims[-1].end = end
+            continue
+        claims.append(_Claim(start, end, text, markers))
+    return claims
+
+
+def _with_markers(text: str, numbers: list[int]) -> str:
+    tags = "".join(f"[{n}]" for n in numbers)
+    punct = _TRAILING_PUNCT.search(text)
+    if punct:
+        return f"{text[: punct.start()]} {tags}{punct.group()}"
+    return f"{text} {tags}"
+
+
+class CitationVerifier:
+    def __init__(self, embedder: Embedder, threshold: float) -> None:
+        self.embedder = embedder
+        self.threshold = threshold
+
+    def verify(self, answer: str, passages: list[Passage], question: str = "") -> VerifiedAnswer:
+        claims = [c for c in _claims(answer) if content_stems(c.text)]
+        if not claims or not passages:
+            return VerifiedAnswer(MARKER.sub("", answer).strip(), [], False)
+
+        support, quotes = self._support(claims, passages, question)
+        kept: dict[int, list[int]] = {}
+        best_for_passage: dict[int, tuple[float, tuple[int, int]]] = {}
+        for i, claim in enumerate(claims):
+            valid = [n for n in dict.fromkeys(claim.markers) if 1 <= n <= len(passages)]
+            numbers = [n for n in valid if support[i, n - 1] >= self.threshold]
+            if not numbers:
+                best = int(np.argmax(support[i]))
+                numbers = [best + 1] if support[i, best] >= self.threshold else []
+            kept[i] = numbers
+            for n in numbers:
+                score = float(support[i, n - 1])
+                if n not in best_for_passage or score > best_for_passage[n][0]:
+                    best_for_passage[n] = (score, quotes[i][n - 1])
+
+        text = self._rebuild(answer, claims, kept)
+        order = list(dict.fromkeys(n for i in sorted(kept) for n in kept[i]))
+        citations = [self._citation(n, passages[n - 1], *best_for_passage[n]) for n in order]
+        return VerifiedAnswer(text, citations, bool(kept[0]))
+
+    def _support(
+        self, claims: list[_Claim], passages: list[Passage], question: str
+    ) -> tuple[np.ndarray, list[list[tuple[int, int]]]]:
+        """support[claim, passage] in [0, 1], and the best supporting sentence span (chunk-relative)."""
+        sentence_spans = [split_sentences(p.chunk.text) or [(0, len(p.chunk.text))] for p in passages]
+        sentences = [p.chunk.text[s:e] for p, spans in zip(passages, sentence_spans, strict=True) for s, e in spans]
+        vectors = self.embedder.encode([c.text for c in claims] + sentences)
+        claim_vecs, sentence_vecs = vectors[: len(claims)], vectors[len(claims) :]
+        similarity = claim_vecs @ sentence_vecs.T
+
+        question_stems = content_stems(question)
+        passage_stems = [content_stems(p.chunk.text) for p in passages]
+        support = np.zeros((len(claims), len(passages)), dtype=np.float32)
+        quotes: list[list[tuple[int, int]]] = []
+        for i, claim in enumerate(claims):
+            own = content_stems(claim.text)
+            novel = (own - question_stems) or own
+            names = salient_terms(claim.text)
+            row_quotes = []
+            offset = 0
+            for p, spans in enumerate(sentence_spans):
+                sims = similarity[i, offset : offset + len(spans)]
+                offset += len(spans)
+                best = int(np.argmax(sims))
+                lexical = len(novel & passage_stems[p]) / len(novel)
+                named = sum(mentions(passages[p].chunk.text, n) for n in names) / len(names) if names else 1.0
+                support[i, p] = (0.5 * lexical + 0.5 * max(float(sims[best]), 0.0)) * named
+                row_quotes.append(spans[best])
+            quotes.append(row_quotes)
+        return support, quotes
+
+    @staticmethod
+    def _rebuild(answer: str, claims: list[_Claim], kept: dict[int, list[int]]) -> str:
+        """Rewrite each sentence in place with its checked markers (dropping unsupported ones), keeping layout."""
+        pieces: list[str] = []
+        cursor = 0
+        for i, claim in enumerate(claims):
+            pieces.append(MARKER.sub("", answer[cursor : claim.start]))
+            if kept[i]:
+                pieces.append(_with_markers(claim.text, kept[i]))
+            cursor = claim.end
+        pieces.append(MARKER.sub("", answer[cursor:]))
+        return "".join(pieces).strip()
+
+    @staticmethod
+    def _citation(n: int, passage: Passage, score: float, quote: tuple[int, int]) -> Citation:
+        chunk = passage.chunk
+        return Citation(
+            n=n,
+            doc_id=chunk.doc_id,
+            title=passage.title,
+            source=passage.source,
+            start=chunk.start,
+            end=chunk.end,
+            text=chunk.text,
+            score=round(score, 3),
+            quote_start=chunk.start + quote[0],
+            quote_end=chunk.start + quote[1],
+        )

@@ -1,0 +1,146 @@
+"""`rag`: build the index, list documents, and ask questions from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from rag.assistant import Assistant, IndexReport, QuestionError
+from rag.models import ModelError
+from rag.settings import Settings
+from rag.store import IndexStoreError
+from rag.types import Answer, Turn
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings(**({"generator_model": args.model} if getattr(args, "model", None) else {}))
+        return args.run(Assistant(settings), args)
+    except (QuestionError, ModelError, IndexStoreError, FileNotFoundError, ValueError) as exc:
+        print(f"rag: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rag: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", help="index files or folders (default: the seeds corpus)")
+    index.add_argument("paths", nargs="*", help="files or folders; documents not under them are dropped")
+    index.add_argument("--rebuild", action="store_true", help="re-embed everything, e.g. after changing model")
+    index.set_defaults(run=_index)
+
+    docs = commands.add_parser("docs", help="list the indexed documents")
+    docs.set_defaults(run=_docs)
+
+    ask = commands.add_parser("ask", help="answer questions; with none given, read them interactively")
+    ask.add_argument("questions", nargs="*", metavar="QUESTION")
+    ask.add_argument("--json", action="store_true", help="one JSON object per answer, one per line")
+    ask.add_argument("--model", help="generator: a known name, a model folder or a .gguf file")
+    ask.add_argument(
+        "--conversation", action="store_true", help="treat each question as a follow-up to the ones before"
+    )
+    ask.set_defaults(run=_ask)
+
+    prepare = commands.add_parser("prepare", help="verify and convert the models now, with progress")
+    prepare.add_argument("--model", help="generator to prepare (default: the configured one)")
+    prepare.set_defaults(run=_prepare)
+    return parser
+
+
+def _index(assistant: Assistant, args: argparse.Namespace) -> int:
+    report = assistant.index(args.paths, rebuild=args.rebuild, progress=True)
+    _print_index_report(report)
+    return 1 if report.errors and not assistant.store.is_built() else 0
+
+
+def _print_index_report(report: IndexReport) -> None:
+    for error in report.errors:
+        print(f"rag: skipped {error}", file=sys.stderr)
+    sync = report.sync
+    print(
+        f"Index: {len(sync.added)} added, {len(sync.changed)} changed, {len(sync.removed)} removed, "
+        f"{len(sync.unchanged)} unchanged; embedded {sync.embedded_chunks} chunks in {report.seconds:.1f} s",
+        file=sys.stderr,
+    )
+
+
+def _docs(assistant: Assistant, args: argparse.Namespace) -> int:
+    chunk_counts = {d.doc_id: d.chunks for d in assistant.store.manifest.documents}
+    for doc in assistant.documents():
+        print(f"{doc.doc_id}  {chunk_counts.get(doc.doc_id, 0):>4} chunks  {doc.source}  {doc.title}")
+    return 0
+
+
+def _prepare(assistant: Assistant, args: argparse.Namespace) -> int:
+    assistant.embedder.encode(["warm up"])
+    assistant.generator.load()
+    print(f"Ready: {assistant.settings.embedding_model}, {assistant.settings.generator_model}", file=sys.stderr)
+    return 0
+
+
+def _ask(assistant: Assistant, args: argparse.Namespace) -> int:
+    if not assistant.store.is_built():
+        print(f"rag: no index yet; indexing {assistant.settings.default_corpus}/ first", file=sys.stderr)
+        _print_index_report(assistant.index(progress=True))
+    assistant.warm_up()
+    interactive = not args.questions
+    if interactive and sys.stdin.isatty():
+        print("Ask a question about your documents (Ctrl-D to quit).", file=sys.stderr)
+    questions = args.questions or _read_questions()
+    history: list[Turn] = []
+    for question in questions:
+        try:
+            answer = assistant.ask(question, history)
+        except QuestionError as exc:
+            print(f"rag: error: {exc}", file=sys.stderr)
+            if not interactive:
+                return 2
+            continue
+        if interactive or args.conversation:
+            history.append(Turn(answer.question, answer.answer))
+        print(json.dumps(answer.to_dict(), ensure_ascii=False) if args.json else _render(answer), flush=True)
+    return 0
+
+
+def _read_questions():
+    while True:
+        if sys.stdin.isatty():
+            print("? ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            return
+        if line.strip():
+            yield line.strip()
+
+
+def _render(answer: Answer) -> str:
+    lines = [answer.answer]
+    if answer.citations:
+        lines.append("")
+        lines.append("Sources:")
+    for c in answer.citations:
+        doc_offset = c.quote_start - c.start
+        quote = c.text[doc_offset : doc_offset + (c.quote_end - c.quote_start)]
+        lines.append(f"  [{c.n}] {c.title} — {c.source} (chars {c.start}-{c.end})")
+        lines.append(f'      "{quote}"')
+    t = answer.timings
+    lines.append(
+        f"({t.retrieve_ms:.0f} ms retrieval · {t.first_token_ms / 1000:.1f} s first token · {t.total_ms / 1000:.1f} s)"
+    )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Word-level helpers shared by citation checking and abstention: content words, stems, names."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import Stemmer
+from bm25s.stopwords import STOPWORDS_EN
+
+_APOSTROPHES = "'\u2019"
+_WORD = re.compile(rf"[A-Za-z0-9][A-Za-z0-9{_APOSTROPHES}\-]*")
+_POSSESSIVE = re.compile(rf"[{_APOSTROPHES}]s$")
+_QUESTION_WORDS = frozenset(
+    {
+        "what",
+        "who",
+        "whom",
+        "whose",
+        "which",
+        "when",
+        "where",
+        "why",
+        "how",
+        "does",
+        "did",
+        "do",
+        "is",
+        "are",
+        "was",
+        "were",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "has",
+        "have",
+        "had",
+        "tell",
+        "name",
+        "list",
+        "describe",
+        "explain",
+    }
+)
+_STOPWORDS = frozenset(STOPWORDS_EN) | _QUESTION_WORDS
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+def words(text: str) -> list[str]:
+    return [_POSSESSIVE.sub("", w) for w in _WORD.findall(text)]
+
+
+def content_stems(text: str) -> set[str]:
+    """Stems of the words that carry meaning; 'proposed' and 'proposal' meet as 'propos'."""
+    tokens = [w.lower() for w in words(text)]
+    return set(_stemmer().stemWords([t for t in tokens if t not in _STOPWORDS and len(t) > 1]))
+
+
+def salient_terms(question: str) -> list[str]:
+    """Names, acronyms and numbers in a question: if the documents never mention one, they can't answer it."""
+    terms = []
+    for position, word in enumerate(words(question)):
+        lowered = word.lower()
+        if lowered in _STOPWORDS:
+            continue
+        is_name = word[0].isupper() and (position > 0 or any(c.isupper() for c in word[1:]))
+        if is_name or any(c.isdigit() for c in word):
+            terms.append(word)
+    return terms
+
+
+def mentions(text: str, term: str) -> bool:
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(term)}", text, flags=re.IGNORECASE) is not None
