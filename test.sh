@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install everything the tests need, lint, then run the whole suite (end-to-end tests use the real default model).
+set -euo pipefail
+cd "$(dirname "$0")"
+bash scripts/install.sh
+export HF_HUB_OFFLINE=1
+.venv/bin/ruff check rag tests app.py
+.venv/bin/ruff format --check rag tests app.py
+.venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,152 @@
+"""The pipeline and the CLI around it, with the tiny SmolLM2 generator so the suite stays fast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import SEEDS
+
+from rag.assistant import Assistant, QuestionError
+from rag.cli import main
+from rag.models import embedding_model_dir
+from rag.settings import Settings
+from rag.types import Answer
+
+ANSWER_KEYS = {"question", "answer", "abstained", "citations", "timings"}
+CITATION_KEYS = {"n", "doc_id", "title", "source", "start", "end", "text", "score"}
+TIMING_KEYS = {"retrieve_ms", "first_token_ms", "total_ms"}
+
+
+@pytest.fixture(scope="module")
+def tiny_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(index_dir=tmp_path_factory.mktemp("index"), default_corpus=SEEDS, generator_model="smollm2-135m")
+
+
+@pytest.fixture(scope="module")
+def assistant(tiny_settings: Settings) -> Assistant:
+    assistant = Assistant(tiny_settings)
+    report = assistant.index()
+    assert len(report.sync.added) == 4 and not report.errors
+    return assistant
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t "])
+def test_empty_question_is_refused(assistant: Assistant, question: str) -> None:
+    with pytest.raises(QuestionError, match="empty"):
+        assistant.ask(question)
+
+
+def test_overlong_question_is_refused(assistant: Assistant) -> None:
+    with pytest.raises(QuestionError, match="limit is"):
+        assistant.ask("why " * 1000)
+
+
+def test_question_about_someone_the_documents_never_mention_abstains(assistant: Assistant) -> None:
+    answer = assistant.ask("What did Macron announce?")
+    assert answer.abstained
+    assert answer.answer == "The documents don't mention Macron."
+    assert answer.citations == []
+
+
+def test_off_topic_question_abstains(assistant: Assistant) -> None:
+    answer = assistant.ask("How long should sourdough bread proof before baking?")
+    assert answer.abstained
+    assert answer.answer.startswith("The documents don't")
+
+
+def test_stream_yields_text_then_one_final_answer(assistant: Assistant) -> None:
+    events = list(assistant.ask_stream("What did LeCun propose in Paris?"))
+    assert isinstance(events[-1], Answer)
+    assert events[:-1] and all(isinstance(e, str) for e in events[:-1])
+    final = events[-1]
+    assert final.passages and final.passages[0].source.endswith("003_242d03d61eec7c62.txt")
+    t = final.timings
+    assert 0 < t.retrieve_ms <= t.first_token_ms <= t.total_ms
+
+
+def test_answer_json_has_the_documented_shape(assistant: Assistant) -> None:
+    data = json.loads(json.dumps(assistant.ask("Who is Meta's chief AI scientist?").to_dict()))
+    assert set(data) == ANSWER_KEYS
+    assert set(data["timings"]) == TIMING_KEYS
+    for citation in data["citations"]:
+        assert set(citation) >= CITATION_KEYS
+
+
+def test_cancel_stops_generation_early(assistant: Assistant) -> None:
+    import threading
+
+    cancel = threading.Event()
+    pieces = []
+    for event in assistant.ask_stream("Why does Meta open source its AI models?", cancel=cancel):
+        if isinstance(event, str):
+            pieces.append(event)
+            cancel.set()
+    assert 1 <= len(pieces) <= 3
+
+
+def test_bad_files_are_reported_and_the_rest_indexed(tmp_path: Path, tiny_settings: Settings) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "good.md").write_text("# Lunch\n\nThe canteen serves soup on Fridays.\n")
+    (corpus / "empty.txt").write_text("")
+    (corpus / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    assistant = Assistant(tiny_settings.model_copy(update={"index_dir": tmp_path / "index"}))
+    report = assistant.index([corpus])
+    assert [Path(s).name for s in report.sync.added] == ["good.md"]
+    assert sorted(Path(e.path).name for e in report.errors) == ["empty.txt", "image.png"]
+    assert [d.title for d in assistant.documents()] == ["Lunch"]
+
+
+def _run_cli(monkeypatch: pytest.MonkeyPatch, settings: Settings, *argv: str) -> int:
+    monkeypatch.setenv("RAG_INDEX_DIR", str(settings.index_dir))
+    monkeypatch.setenv("RAG_DEFAULT_CORPUS", str(settings.default_corpus))
+    monkeypatch.setenv("RAG_GENERATOR_MODEL", settings.generator_model)
+    return main(list(argv))
+
+
+def test_cli_ask_json_prints_one_object_per_question(
+    assistant: Assistant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _run_cli(
+        monkeypatch,
+        assistant.settings,
+        "ask",
+        "--json",
+        "What did LeCun propose in Paris?",
+        "What did Macron announce?",
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert set(first) == ANSWER_KEYS
+    assert first["question"] == "What did LeCun propose in Paris?"
+    assert second["abstained"] is True
+
+
+def test_cli_errors_go_to_stderr_with_nonzero_exit(
+    assistant: Assistant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run_cli(monkeypatch, assistant.settings, "ask", "   ") == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "rag: error: the question is empty" in captured.err
+
+
+def test_cli_docs_lists_the_seeds(
+    assistant: Assistant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run_cli(monkeypatch, assistant.settings, "docs") == 0
+    out = capsys.readouterr().out
+    assert out.count("seeds/") == 4
+    assert "Mark Zuckerberg claims open-source" in out
+
+
+def test_cli_refuses_an_index_built_with_another_embedding_model(
+    assistant: Assistant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(embedding_model_dir("all-minilm-l6-v2")))
+    assert _run_cli(monkeypatch, assistant.settings, "ask", "What did LeCun propose?") == 2
+    assert "rag index --rebuild" in capsys.readouterr().err

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import pytest
+from conftest import SEEDS
+
+from rag.chunking import Chunker
+from rag.citations import CitationVerifier
+from rag.embedding import Embedder
+from rag.ingest import load_documents
+from rag.types import Document, Passage
+
+PARIS = "003_242d03d61eec7c62.txt"
+LECUN_PROFILE = "001_a18a02b6292ce8e7.txt"
+
+
+@pytest.fixture(scope="module")
+def documents() -> dict[str, Document]:
+    docs, errors = load_documents([SEEDS], max_bytes=10**7)
+    assert not errors
+    return {d.source.rsplit("/", 1)[-1]: d for d in docs}
+
+
+def _passage(document: Document, needle: str) -> Passage:
+    chunk = next(c for c in Chunker(700, 150).split(document) if needle in c.text)
+    return Passage(chunk=chunk, title=document.title, source=document.source, score=1.0, relevance=0.5)
+
+
+@pytest.fixture(scope="module")
+def passages(documents: dict[str, Document]) -> list[Passage]:
+    return [
+        _passage(documents[LECUN_PROFILE], "Chief AI Scientist at Meta"),
+        _passage(documents[PARIS], "repository of all human knowledge"),
+        _passage(documents[PARIS], "international agency"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def verifier(embedder: Embedder) -> CitationVerifier:
+    return CitationVerifier(embedder, threshold=0.5)
+
+
+def test_correct_citation_is_kept_with_exact_spans(
+    verifier: CitationVerifier, passages: list[Passage], documents: dict[str, Document]
+) -> None:
+    result = verifier.verify(
+        "LeCun proposed a common model that would be a repository of all human knowledge [2].",
+        passages,
+        "What did LeCun propose in Paris?",
+    )
+    assert result.supported
+    assert result.text == "LeCun proposed a common model that would be a repository of all human knowledge [2]."
+    [citation] = result.citations
+    assert citation.n == 2
+    assert citation.source.endswith(PARIS)
+    paris = documents[PARIS]
+    assert paris.text[citation.start : citation.end] == citation.text
+    assert citation.start <= citation.quote_start < citation.quote_end <= citation.end
+    assert "repository of all human knowledge" in paris.text[citation.quote_start : citation.quote_end]
+
+
+def test_marker_to_no_passage_is_reattributed(verifier: CitationVerifier, passages: list[Passage]) -> None:
+    result = verifier.verify("LeCun wants a common model, a repository of all human knowledge [7].", passages)
+    assert [c.n for c in result.citations] == [2]
+    assert "[7]" not in result.text
+
+
+def test_marker_to_an_unsupporting_passage_is_reattributed(verifier: CitationVerifier, passages: list[Passage]) -> None:
+    result = verifier.verify(
+        "Altman proposed an international agency looking at the most powerful systems [1].", passages
+    )
+    assert [c.n for c in result.citations] == [3]
+    assert result.text.endswith("[3].")
+
+
+def test_supported_sentence_without_marker_gets_one(verifier: CitationVerifier, passages: list[Passage]) -> None:
+    result = verifier.verify(
+        "Yann LeCun is the Chief AI Scientist at Meta.", passages, "Who is Meta's chief AI scientist?"
+    )
+    assert result.text == "Yann LeCun is the Chief AI Scientist at Meta [1]."
+
+
+def test_claim_attributed_to_the_wrong_person_is_unsupported(
+    verifier: CitationVerifier, passages: list[Passage]
+) -> None:
+    result = verifier.verify(
+        "LeCun called for an international agency looking at the most powerful systems [3].",
+        passages,
+        "What did LeCun say about an international agency?",
+    )
+    assert not result.supported
+
+
+def test_unsupported_trailing_sentence_is_removed(verifier: CitationVerifier, passages: list[Passage]) -> None:
+    result = verifier.verify(
+        "LeCun proposed a common model, a repository of all human knowledge [2]. "
+        "He also plans to move to Mars in 2031 [2].",
+        passages,
+    )
+    assert result.supported
+    assert "Mars" not in result.text
+    assert [c.n for c in result.citations] == [2]
+
+
+def test_markers_after_the_period_and_lists_of_numbers(verifier: CitationVerifier, passages: list[Passage]) -> None:
+    result = verifier.verify(
+        "Yann LeCun is Meta's Chief AI Scientist. [1, 2] Altman wants an international agency. [3]", passages
+    )
+    assert [c.n for c in result.citations] == [1, 3]
+    assert result.text == "Yann LeCun is Meta's Chief AI Scientist [1]. Altman wants an international agency [3]."
+
+
+def test_invented_answer_is_unsupported(verifier: CitationVerifier, passages: list[Passage]) -> None:
+    result = verifier.verify("Canberra is the capital of Australia [1].", passages, "What is the capital of Australia?")
+    assert not result.supported
+    assert result.citations == []
