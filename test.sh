@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/install.sh
 export HF_HUB_OFFLINE=1
-.venv/bin/ruff check rag tests app.py
-.venv/bin/ruff format --check rag tests app.py
+.venv/bin/ruff check rag tests app.py scripts
+.venv/bin/ruff format --check rag tests app.py scripts
 .venv/bin/python -m pytest -q "$@"

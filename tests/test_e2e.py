@@ -1,0 +1,88 @@
+"""End to end over seeds/ with the real default generator (Qwen2.5-Coder-1.5B-Instruct)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SEEDS
+
+from rag.assistant import Assistant
+from rag.settings import Settings
+from rag.types import Answer, Turn
+
+pytestmark = pytest.mark.e2e
+
+PARIS = "003_242d03d61eec7c62.txt"
+LECUN_PROPOSAL = ("repository", "human knowledge", "shared", "common model", "collaborativ", "global")
+
+
+@pytest.fixture(scope="module")
+def assistant(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
+    settings = Settings(index_dir=tmp_path_factory.mktemp("index"), default_corpus=SEEDS)
+    assert settings.generator_model == "qwen2.5-coder-1.5b"
+    assistant = Assistant(settings)
+    assistant.index()
+    assistant.warm_up()
+    return assistant
+
+
+def _assert_cites_paris(answer: Answer, assistant: Assistant) -> None:
+    assert not answer.abstained, answer.answer
+    assert any(c.source.endswith(PARIS) for c in answer.citations), answer.citations
+    for citation in answer.citations:
+        document = assistant.store.document(citation.doc_id)
+        assert document.text[citation.start : citation.end] == citation.text
+        assert f"[{citation.n}]" in answer.answer
+
+
+def test_lecun_paris_proposal_is_answered_and_cited(assistant: Assistant) -> None:
+    answer = assistant.ask("What did LeCun propose in Paris?")
+    assert any(key in answer.answer.lower() for key in LECUN_PROPOSAL), answer.answer
+    _assert_cites_paris(answer, assistant)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What did Macron announce?",
+        "What is the capital of Australia?",
+        "How many parameters does Meta's next model have?",
+    ],
+)
+def test_questions_the_seeds_do_not_cover_abstain(assistant: Assistant, question: str) -> None:
+    answer = assistant.ask(question)
+    assert answer.abstained, answer.answer
+    assert answer.answer.startswith("The documents don't")
+    assert answer.citations == []
+
+
+def test_follow_up_uses_the_conversation(assistant: Assistant) -> None:
+    first = assistant.ask("Who is Meta's chief AI scientist?")
+    assert "LeCun" in first.answer
+    follow_up = assistant.ask("What did he propose in Paris?", [Turn(first.question, first.answer)])
+    assert any(key in follow_up.answer.lower() for key in LECUN_PROPOSAL), follow_up.answer
+    _assert_cites_paris(follow_up, assistant)
+
+
+def test_cli_json_with_the_default_model(assistant: Assistant) -> None:
+    env = {**os.environ, "RAG_INDEX_DIR": str(assistant.settings.index_dir), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ask", "--json", "What did LeCun propose in Paris?"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.strip().splitlines()
+    data = json.loads(line)
+    assert data["abstained"] is False
+    assert any(Path(c["source"]).name == PARIS for c in data["citations"])
+    assert data["timings"]["first_token_ms"] > 0
