@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+import threading
 
 import Stemmer
-from bm25s.stopwords import STOPWORDS_EN
+from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 _APOSTROPHES = "'\u2019"
 _WORD = re.compile(rf"[A-Za-z0-9][A-Za-z0-9{_APOSTROPHES}\-]*")
@@ -47,12 +47,18 @@ _QUESTION_WORDS = frozenset(
         "explain",
     }
 )
-_STOPWORDS = frozenset(STOPWORDS_EN) | _QUESTION_WORDS
+_STOPWORDS = frozenset(STOPWORDS_EN_PLUS) | _QUESTION_WORDS
 
 
-@lru_cache(maxsize=1)
-def _stemmer() -> Stemmer.Stemmer:
-    return Stemmer.Stemmer("english")
+_local = threading.local()
+
+
+def english_stemmer() -> Stemmer.Stemmer:
+    """One per thread: PyStemmer objects are not thread-safe, and the server answers on several threads."""
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        stemmer = _local.stemmer = Stemmer.Stemmer("english")
+    return stemmer
 
 
 def words(text: str) -> list[str]:
@@ -62,7 +68,7 @@ def words(text: str) -> list[str]:
 def content_stems(text: str) -> set[str]:
     """Stems of the words that carry meaning; 'proposed' and 'proposal' meet as 'propos'."""
     tokens = [w.lower() for w in words(text)]
-    return set(_stemmer().stemWords([t for t in tokens if t not in _STOPWORDS and len(t) > 1]))
+    return set(english_stemmer().stemWords([t for t in tokens if t not in _STOPWORDS and len(t) > 1]))
 
 
 def salient_terms(question: str) -> list[str]:

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(default=2000, ge=10)
 
     # Citation verification and abstention
-    support_threshold: float = Field(default=0.5, ge=0, le=1)
+    support_threshold: float = Field(default=0.6, ge=0, le=1)
     min_relevance: float = Field(default=0.25, ge=-1, le=1)
 
     @classmethod

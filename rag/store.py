@@ -24,9 +24,9 @@ from typing import Any, Protocol
 import bm25s
 import faiss
 import numpy as np
-import Stemmer
 
 from rag.embedding import Embedder
+from rag.lexical import english_stemmer
 from rag.types import Chunk, Document
 
 FORMAT_VERSION = 1
@@ -40,7 +40,6 @@ VECTORS = "vectors.npy"
 DENSE = "dense.faiss"
 BM25_DIR = "bm25"
 BM25_STOPWORDS = "en_plus"  # NLTK's list: unlike the Lucene "en" one, it drops question words (what, did)
-BM25_STEMMER = "english"
 LOAD_ATTEMPTS = 3
 
 
@@ -66,18 +65,11 @@ class SupportsSplit(Protocol):
     def split(self, document: Document) -> list[Chunk]: ...
 
 
-_local = threading.local()
-
-
 def bm25_tokenize(texts: list[str]) -> list[list[str]]:
-    """The one tokenizer for indexing and querying, so query terms match indexed terms.
-
-    PyStemmer objects are not thread-safe, hence one per thread.
-    """
-    stemmer = getattr(_local, "stemmer", None)
-    if stemmer is None:
-        stemmer = _local.stemmer = Stemmer.Stemmer(BM25_STEMMER)
-    return bm25s.tokenize(texts, stopwords=BM25_STOPWORDS, stemmer=stemmer, return_ids=False, show_progress=False)
+    """The one tokenizer for indexing and querying, so query terms match indexed terms."""
+    return bm25s.tokenize(
+        texts, stopwords=BM25_STOPWORDS, stemmer=english_stemmer(), return_ids=False, show_progress=False
+    )
 
 
 @dataclass(frozen=True)

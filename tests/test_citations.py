@@ -7,6 +7,7 @@ from rag.chunking import Chunker
 from rag.citations import CitationVerifier
 from rag.embedding import Embedder
 from rag.ingest import load_documents
+from rag.settings import Settings
 from rag.types import Document, Passage
 
 PARIS = "003_242d03d61eec7c62.txt"
@@ -36,7 +37,7 @@ def passages(documents: dict[str, Document]) -> list[Passage]:
 
 @pytest.fixture(scope="module")
 def verifier(embedder: Embedder) -> CitationVerifier:
-    return CitationVerifier(embedder, threshold=0.5)
+    return CitationVerifier(embedder, threshold=Settings().support_threshold)
 
 
 def test_correct_citation_is_kept_with_exact_spans(
