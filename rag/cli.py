@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -114,7 +114,7 @@ def _ask(assistant: Assistant, args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_questions():
+def _read_questions() -> Iterator[str]:
     while True:
         if sys.stdin.isatty():
             print("? ", end="", file=sys.stderr, flush=True)

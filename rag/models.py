@@ -41,10 +41,6 @@ class PackagedModel:
     sha256: str
     install_hint: str
 
-    @property
-    def is_gguf(self) -> bool:
-        return self.parts[0].endswith(".gguf") or self.parts[0].endswith(".bin")
-
 
 def _split(prefix: str, count: int, width: int = 2) -> tuple[tuple[str, ...], tuple[str, ...]]:
     dists = tuple(f"{prefix}{i}" for i in range(1, count + 1))
@@ -171,16 +167,15 @@ def generator_model_dir(name: str, cache_dir: Path) -> Path:
     if _is_prepared(target, model.sha256):
         return target
     files = packaged_files(model)
-    gguf_dir = cache_dir / "gguf"
-    gguf_dir.mkdir(parents=True, exist_ok=True)
-    gguf_path = gguf_dir / f"{model.name}.gguf"
     if len(files) == 1:
         _verified(model, _hash_files(files, f"verifying {name}"))
-        gguf_path = files[0]
-    else:
-        partial = gguf_path.with_suffix(".partial")
-        _verified(model, _hash_files(files, f"assembling {name}", sink=partial))
-        partial.replace(gguf_path)
+        return _prepare_from_gguf(files[0], model.sha256, target)
+    # Split models are assembled once into the cache; the GGUF is kept for other runtimes (llama.cpp).
+    gguf_path = cache_dir / "gguf" / f"{model.name}.gguf"
+    gguf_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = gguf_path.with_suffix(".partial")
+    _verified(model, _hash_files(files, f"assembling {name}", sink=partial))
+    partial.replace(gguf_path)
     return _prepare_from_gguf(gguf_path, model.sha256, target)
 
 
