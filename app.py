@@ -1,11 +1,10 @@
-"""Start the assistant: index seeds/ if there is no index yet, then answer questions in the terminal.
-
-Questions given as arguments are answered in turn as one conversation; with none, it asks interactively.
+"""Start the server: index seeds/ if there is no index yet, load the model once, then serve the chat UI,
+the HTTP API and the widget on http://127.0.0.1:7860/ (settings `host` and `port`, or --host/--port).
 """
 
 import sys
 
-from rag.cli import main
+from rag.server import main
 
 if __name__ == "__main__":
-    sys.exit(main(["ask", "--conversation", *sys.argv[1:]]))
+    sys.exit(main(sys.argv[1:]))

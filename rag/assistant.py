@@ -50,12 +50,12 @@ class Assistant:
     def index(
         self, paths: Iterable[Path | str] = (), *, rebuild: bool = False, replace: bool = True, progress: bool = False
     ) -> IndexReport:
-        """Bring the index in line with `paths` (default: the corpus folder), embedding only what changed.
+        """Bring the index in line with `paths` (default: the corpus folder and uploads), embedding only what changed.
 
         With `replace`, documents no longer under `paths` are dropped; without it (uploads) they stay.
         """
         started = time.perf_counter()
-        documents, errors = load_documents(list(paths) or [self.settings.default_corpus], self._max_bytes)
+        documents, errors = load_documents(list(paths) or self._default_paths(), self._max_bytes)
         report = self.store.sync(
             documents,
             self.chunker,
@@ -66,6 +66,10 @@ class Assistant:
             progress=progress,
         )
         return IndexReport(report, errors, time.perf_counter() - started)
+
+    def _default_paths(self) -> list[Path]:
+        uploads = self.settings.upload_dir
+        return [self.settings.default_corpus] + ([uploads] if uploads.is_dir() else [])
 
     def documents(self) -> list[Document]:
         return self.store.documents()
@@ -99,7 +103,7 @@ class Assistant:
         The streamed text is the model's draft; the final answer may differ (checked citations, or an
         abstention when the passages turn out not to support it).
         """
-        question = self._validated(question)
+        question = self.check_question(question)
         turns = list(history)[-self.settings.history_turns :] if self.settings.history_turns else []
         timings = Timings()
         started = time.perf_counter()
@@ -132,7 +136,11 @@ class Assistant:
             return
         yield Answer(question, verified.text, False, verified.citations, timings, passages)
 
-    def _validated(self, question: str) -> str:
+    def check_question(self, question: str) -> str:
+        """The question as it will be asked (whitespace collapsed); raises `QuestionError` if unusable.
+
+        `ask_stream` calls it too; front ends call it first to refuse bad input before queueing.
+        """
         question = " ".join(question.split())
         if not question:
             raise QuestionError("the question is empty")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -68,6 +72,20 @@ class Settings(BaseSettings):
     support_threshold: float = Field(default=0.6, ge=0, le=1)
     min_relevance: float = Field(default=0.25, ge=-1, le=1)
 
+    # Server (`python app.py`): UI, API and widget on one port
+    host: str = "127.0.0.1"
+    port: int = Field(default=7860, ge=1, le=65535)
+    api_key: SecretStr | None = Field(
+        default=None, description="When set, the API and the widget require it (and the UI asks for it)."
+    )
+    admin_token: SecretStr | None = Field(default=None, description="Uploads are refused unless it is set and given.")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default=["http://localhost:8000", "http://127.0.0.1:8000"],
+        description="Pages that may embed the UI or widget and call the API (CORS, CSP frame-ancestors).",
+    )
+    max_upload_mb: float = Field(default=50.0, gt=0, description="One upload request, all files together.")
+    max_waiting: int = Field(default=16, ge=1, description="Questions waiting for the model; more get HTTP 503.")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -82,6 +100,31 @@ class Settings(BaseSettings):
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        """RAG_ALLOWED_ORIGINS may be a JSON list or comma/space separated."""
+        if isinstance(value, str):
+            value = json.loads(value) if value.lstrip().startswith("[") else value.replace(",", " ").split()
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        """Browsers compare origins exactly (scheme://host[:port]), so a path or a typo would never match."""
+        checked = []
+        for origin in origins:
+            parts = urlsplit(origin.rstrip("/"))
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
+                raise ValueError(f"{origin!r} is not an origin like http://intranet.example.com:8080")
+            checked.append(f"{parts.scheme}://{parts.netloc.lower()}")
+        return checked
+
+    @property
+    def upload_dir(self) -> Path:
+        """Uploaded files live next to the index they are in, and are indexed with the corpus."""
+        return self.index_dir / "uploads"
 
     def model_post_init(self, __context: object) -> None:
         if self.chunk_overlap >= self.chunk_size:

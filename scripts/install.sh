@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
-# Installs everything into .venv: torch first (the local CPU build), then the package, then the models.
+# Installs everything into .venv: torch first (the local CPU build), then the package, then the models;
+# and Debian's chromium for the browser tests (Playwright's own browser download does not work offline).
 # Idempotent and quick when nothing changed (a stamp records what was installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=$(command -v sudo || true)
+  if [ "$(id -u)" = 0 ] || [ -n "$sudo" ]; then
+    echo "Installing chromium (Debian package) for the browser tests ..." >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  else
+    echo "Note: the browser tests need chromium; install it with: apt-get install chromium" >&2
+  fi
+fi
 
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv

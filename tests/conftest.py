@@ -1,17 +1,31 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from rag.embedding import Embedder
 from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
+PARIS = "003_242d03d61eec7c62.txt"
+# A document that tries to run script wherever it is shown; nothing may execute it.
+HOSTILE_DOCUMENT = (
+    "Canteen notice <img src=x onerror=\"window.__xss='title'\">\n\n"
+    "The staff canteen is closed for deep cleaning every Friday afternoon. "
+    "<script>window.__xss = 'script'</script>\n\n"
+    "<img src=x onerror=\"window.__xss='img'\"> Lunch on other days is served from noon to two o'clock.\n"
+)
 
 
 @pytest.fixture
@@ -23,3 +37,28 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     return Embedder(Settings().embedding_model)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_server(app: object) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port, in a thread; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -56,3 +56,16 @@ def test_unknown_key_in_config_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "rag.toml").write_text("topk = 3\n")
     with pytest.raises(ValidationError, match="topk"):
         Settings()
+
+
+def test_allowed_origins_from_env_as_list_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_ALLOWED_ORIGINS", "https://Intranet.example.com/, http://wiki.example:8080")
+    assert Settings().allowed_origins == ["https://intranet.example.com", "http://wiki.example:8080"]
+    monkeypatch.setenv("RAG_ALLOWED_ORIGINS", '["http://a.example"]')
+    assert Settings().allowed_origins == ["http://a.example"]
+
+
+@pytest.mark.parametrize("origin", ["intranet.example.com", "http://intranet.example.com/wiki", "ftp://x.example"])
+def test_an_allowed_origin_must_be_an_origin(origin: str) -> None:
+    with pytest.raises(ValidationError, match="is not an origin"):
+        Settings(allowed_origins=[origin])

@@ -1,0 +1,163 @@
+"""What the UI and the API share on top of the one `Assistant`: a line for the model, and uploads.
+
+A 2-core CPU has room for one generation at a time, so every answer (from the UI, the API, the
+widget or `gradio_client`) and every upload waits for its turn here; a bounded number may wait,
+and a caller whose client went away (its `cancel` set) leaves the line or stops generating.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.assistant import Assistant, IndexReport
+from rag.types import Answer, Turn
+
+_UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
+_POLL_S = 0.2
+
+
+class Busy(RuntimeError):
+    """Too many questions are already waiting; the caller should try again later."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file: the name its sender gave it and where its bytes are now."""
+
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What happened to one uploaded file: indexed (added or changed) or refused, with why."""
+
+    name: str
+    source: str
+    status: str  # "added", "changed", "unchanged" or "error"
+    detail: str = ""
+
+
+class AnswerService:
+    def __init__(self, assistant: Assistant) -> None:
+        self.assistant = assistant
+        self.upload_dir = assistant.settings.upload_dir
+        self._turn = threading.Lock()  # not an RLock: Gradio may resume a generator on another thread
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
+
+    @property
+    def waiting(self) -> int:
+        """Answers and uploads waiting for their turn (not counting the one running)."""
+        return self._waiting
+
+    # ---- answers -------------------------------------------------------------------------
+
+    def stream(
+        self, question: str, history: Sequence[Turn] = (), cancel: threading.Event | None = None
+    ) -> Iterator[str | Answer]:
+        """Check the question now (raising `QuestionError` or `Busy`), then stream it when its turn comes."""
+        question = self.assistant.check_question(question)
+        if self._waiting >= self.assistant.settings.max_waiting:  # a soft limit: checked, not reserved
+            raise Busy(f"{self._waiting} questions are waiting for the model; try again in a minute")
+        return self._answer(question, list(history), cancel or threading.Event())
+
+    def ask(self, question: str, history: Sequence[Turn] = (), cancel: threading.Event | None = None) -> Answer:
+        for event in self.stream(question, history, cancel):
+            if isinstance(event, Answer):
+                return event
+        raise RuntimeError("the answer was cancelled before it was complete")
+
+    def _answer(self, question: str, history: list[Turn], cancel: threading.Event) -> Iterator[str | Answer]:
+        try:
+            with self._exclusive(cancel) as turn:
+                if turn and not cancel.is_set():
+                    yield from self.assistant.ask_stream(question, history, cancel)
+        finally:
+            cancel.set()  # a client that stopped reading stops the generation
+
+    @contextmanager
+    def _exclusive(self, cancel: threading.Event | None = None) -> Iterator[bool]:
+        """Wait for the model; yields False if `cancel` was set while waiting (the turn is skipped)."""
+        with self._waiting_lock:
+            self._waiting += 1
+        acquired = False
+        try:
+            while not (acquired := self._turn.acquire(timeout=_POLL_S)):
+                if cancel is not None and cancel.is_set():
+                    break
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                self._turn.release()
+
+    # ---- uploads -------------------------------------------------------------------------
+
+    def add_documents(self, uploads: Sequence[Upload]) -> list[UploadResult]:
+        """Copy uploads under the index dir and index them incrementally, keeping every other document.
+
+        A file that cannot be indexed is reported and its copy removed again (an earlier version of it
+        stays in the index, as with `rag index`).
+        """
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        saved: dict[str, str] = {}  # stored path -> name given
+        results: list[UploadResult] = []
+        for upload in uploads:
+            target = self.upload_dir / safe_filename(upload.name)
+            if str(target) in saved:
+                results.append(UploadResult(upload.name, "", "error", f"same file name as {saved[str(target)]}"))
+                continue
+            shutil.copyfile(upload.path, target)
+            saved[str(target)] = upload.name
+        if not saved:
+            return results
+        with self._exclusive():
+            report = self.assistant.index(list(saved), replace=False)
+        return results + _results(report, saved)
+
+    def documents(self) -> list[dict[str, object]]:
+        chunks = {d.doc_id: d.chunks for d in self.assistant.store.manifest.documents}
+        return [
+            {
+                "doc_id": d.doc_id,
+                "title": d.title,
+                "source": d.source,
+                "chunks": chunks.get(d.doc_id, 0),
+                "chars": len(d.text),
+            }
+            for d in self.assistant.documents()
+        ]
+
+
+def safe_filename(name: str) -> str:
+    """The last part of a client-given name, without path tricks or odd characters; keeps the extension."""
+    base = _UNSAFE_NAME.sub("_", Path(name.replace("\\", "/")).name).strip(". ")
+    return base[:120] or "upload"
+
+
+def _results(report: IndexReport, saved: dict[str, str]) -> list[UploadResult]:
+    """Match the index report back to the uploaded names; `load_documents` shows paths relative to cwd."""
+    sync = report.sync
+    status = {s: "added" for s in sync.added} | {s: "changed" for s in sync.changed}
+    status |= {s: "unchanged" for s in sync.unchanged}
+    errors = {e.path: e.reason for e in report.errors}
+    shown = {Path(s).resolve(): s for s in [*status, *errors]}
+    results = []
+    for stored, name in saved.items():
+        source = shown.get(Path(stored).resolve(), stored)
+        if source in errors:
+            Path(stored).unlink(missing_ok=True)
+            results.append(UploadResult(name, source, "error", errors[source]))
+        else:
+            results.append(UploadResult(name, source, status.get(source, "unchanged")))
+    return results
