@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the tests need, lint, then run the whole suite (end-to-end tests use the real default model).
+# Install everything the tests need, lint, run the whole suite (end-to-end tests use the real default model),
+# then the eval's quality gate: a fixed subset of eval/seeds.json against the thresholds in eval/gate.toml.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/install.sh
@@ -7,3 +8,4 @@ export HF_HUB_OFFLINE=1
 .venv/bin/ruff check rag tests app.py scripts
 .venv/bin/ruff format --check rag tests app.py scripts
 .venv/bin/python -m pytest -q "$@"
+.venv/bin/rag eval --gate eval/gate.toml

@@ -18,7 +18,7 @@ from rag.prompts import ABSTAIN_TEXT, build_messages, declines, retrieval_querie
 from rag.retrieval import HybridRetriever
 from rag.settings import Settings, get_settings
 from rag.store import IndexStore, SyncReport
-from rag.types import Answer, Document, IngestError, Passage, Timings, Turn
+from rag.types import Answer, Citation, Document, IngestError, Passage, Timings, Turn
 
 
 class QuestionError(ValueError):
@@ -131,7 +131,12 @@ class Assistant:
 
         verified = self.verifier.verify(draft, passages, question)
         timings.total_ms = elapsed()
-        if not draft or declines(draft) or not verified.supported:
+        if (
+            not draft
+            or declines(draft)
+            or not verified.supported
+            or not self._cited_cover(question, verified.citations)
+        ):
             yield Answer(question, ABSTAIN_TEXT, True, [], timings, passages)
             return
         yield Answer(question, verified.text, False, verified.citations, timings, passages)
@@ -149,6 +154,17 @@ class Assistant:
                 f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}"
             )
         return question
+
+    def _cited_cover(self, question: str, citations: list[Citation]) -> bool:
+        """Every name in the question appears in a cited document.
+
+        Retrieval checks names over all passages; this catches an answer that borrows a claim from a
+        document about someone or something else ("What did Zuckerberg propose in Paris?" answered
+        with his views from an article that never mentions Paris).
+        """
+        cited = [self.store.document(doc_id) for doc_id in dict.fromkeys(c.doc_id for c in citations)]
+        text = " ".join(f"{d.title} {d.text}" for d in cited)
+        return all(mentions(text, term) for term in salient_terms(question))
 
     def _unanswerable(self, question: str, passages: list[Passage], history: list[Turn]) -> str | None:
         """Abstain before generating when retrieval already shows the documents can't answer.

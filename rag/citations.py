@@ -6,7 +6,9 @@ sentence's own content words, beyond the question's, occur in the passage) and m
 between the sentence and any one passage sentence), scaled by how many of the sentence's names and
 numbers the passage mentions: "LeCun proposed X" is not supported by a passage where Altman proposed X.
 
-Sentences no passage supports are removed. If the first one (the direct answer) is unsupported, the
+A sentence citing several passages ("X, while Y [2][3]") is checked against them together. A sentence
+that only restates the question adds nothing and supports nothing. Sentences no passage supports are
+removed. If the direct answer (the first sentence that adds to the question) is unsupported, the
 answer as a whole is unsupported and the caller abstains.
 """
 
@@ -71,6 +73,16 @@ def _with_markers(text: str, numbers: list[int]) -> str:
     return f"{text} {tags}"
 
 
+def _shown_text(passage: Passage) -> str:
+    """A passage as the model sees it: its document title, then its text."""
+    return f"{passage.title}\n{passage.chunk.text}"
+
+
+def _novel_stems(claim: str, question: str) -> set[str]:
+    """The claim's content words beyond the question's: what it adds as an answer."""
+    return content_stems(claim) - content_stems(question)
+
+
 class CitationVerifier:
     def __init__(self, embedder: Embedder, threshold: float) -> None:
         self.embedder = embedder
@@ -87,6 +99,9 @@ class CitationVerifier:
         for i, claim in enumerate(claims):
             valid = [n for n in dict.fromkeys(claim.markers) if 1 <= n <= len(passages)]
             numbers = [n for n in valid if support[i, n - 1] >= self.threshold]
+            cited_together = [passages[n - 1] for n in valid]
+            if not numbers and len(valid) > 1 and self._joint_support(claim, cited_together, question):
+                numbers = valid
             if not numbers:
                 best = int(np.argmax(support[i]))
                 numbers = [best + 1] if support[i, best] >= self.threshold else []
@@ -99,7 +114,17 @@ class CitationVerifier:
         text = self._rebuild(answer, claims, kept)
         order = list(dict.fromkeys(n for i in sorted(kept) for n in kept[i]))
         citations = [self._citation(n, passages[n - 1], *best_for_passage[n]) for n in order]
-        return VerifiedAnswer(text, citations, bool(kept[0]))
+        answer_claim = next((i for i, c in enumerate(claims) if _novel_stems(c.text, question)), 0)
+        return VerifiedAnswer(text, citations, bool(kept[answer_claim]))
+
+    def _joint_support(self, claim: _Claim, cited: list[Passage], question: str) -> bool:
+        """Word evidence and names over the cited passages together, for a claim that draws on several."""
+        novel = _novel_stems(claim.text, question)
+        if not novel:
+            return False
+        together = set().union(*(content_stems(_shown_text(p)) for p in cited))
+        named = all(any(mentions(_shown_text(p), term) for p in cited) for term in salient_terms(claim.text))
+        return len(novel & together) / len(novel) >= self.threshold and named
 
     def _support(
         self, claims: list[_Claim], passages: list[Passage], question: str
@@ -111,13 +136,12 @@ class CitationVerifier:
         claim_vecs, sentence_vecs = vectors[: len(claims)], vectors[len(claims) :]
         similarity = claim_vecs @ sentence_vecs.T
 
-        question_stems = content_stems(question)
-        passage_stems = [content_stems(p.chunk.text) for p in passages]
+        shown = [_shown_text(p) for p in passages]
+        passage_stems = [content_stems(text) for text in shown]
         support = np.zeros((len(claims), len(passages)), dtype=np.float32)
         quotes: list[list[tuple[int, int]]] = []
         for i, claim in enumerate(claims):
-            own = content_stems(claim.text)
-            novel = (own - question_stems) or own
+            novel = _novel_stems(claim.text, question)
             names = salient_terms(claim.text)
             row_quotes = []
             offset = 0
@@ -125,10 +149,12 @@ class CitationVerifier:
                 sims = similarity[i, offset : offset + len(spans)]
                 offset += len(spans)
                 best = int(np.argmax(sims))
-                lexical = len(novel & passage_stems[p]) / len(novel)
-                named = sum(mentions(passages[p].chunk.text, n) for n in names) / len(names) if names else 1.0
-                support[i, p] = (0.5 * lexical + 0.5 * max(float(sims[best]), 0.0)) * named
                 row_quotes.append(spans[best])
+                if not novel:  # it only restates the question
+                    continue
+                lexical = len(novel & passage_stems[p]) / len(novel)
+                named = sum(mentions(shown[p], n) for n in names) / len(names) if names else 1.0
+                support[i, p] = (0.5 * lexical + 0.5 * max(float(sims[best]), 0.0)) * named
             quotes.append(row_quotes)
         return support, quotes
 

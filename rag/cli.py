@@ -7,12 +7,14 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from rag.assistant import Assistant, IndexReport, QuestionError
+from rag.evaluation import EvalSetError
 from rag.models import ModelError
 from rag.settings import Settings
 from rag.store import IndexStoreError
@@ -24,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings(**({"generator_model": args.model} if getattr(args, "model", None) else {}))
         return args.run(Assistant(settings), args)
-    except (QuestionError, ModelError, IndexStoreError, FileNotFoundError, ValueError) as exc:
+    except (QuestionError, EvalSetError, ModelError, IndexStoreError, FileNotFoundError, ValueError) as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -52,6 +54,17 @@ def _parser() -> argparse.ArgumentParser:
         "--conversation", action="store_true", help="treat each question as a follow-up to the ones before"
     )
     ask.set_defaults(run=_ask)
+
+    evaluate = commands.add_parser(
+        "eval", help="score the assistant on a question set (default: eval/seeds.json) or `eval squad PATH`"
+    )
+    evaluate.add_argument("--questions", type=Path, default=Path("eval/seeds.json"), help="question set (JSON)")
+    evaluate.add_argument(
+        "--gate", type=Path, help="run only the gate's questions and exit 1 below its thresholds (CI)"
+    )
+    evaluate.add_argument("--json", type=Path, help="metrics and every answer (default: eval/results/NAME.json)")
+    evaluate.add_argument("--html", type=Path, help="report with plots (default: eval/results/NAME.html)")
+    evaluate.set_defaults(run=_eval)
 
     prepare = commands.add_parser("prepare", help="verify and convert the models now, with progress")
     prepare.add_argument("--model", help="generator to prepare (default: the configured one)")
@@ -111,6 +124,35 @@ def _ask(assistant: Assistant, args: argparse.Namespace) -> int:
         if interactive or args.conversation:
             history.append(Turn(answer.question, answer.answer))
         print(json.dumps(answer.to_dict(), ensure_ascii=False) if args.json else _render(answer), flush=True)
+    return 0
+
+
+def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
+    from rag.eval_report import write_html
+    from rag.evaluation import eval_settings, load_gate, load_question_set, run_question_set, terminal_table
+
+    question_set = load_question_set(args.questions)
+    gate = load_gate(args.gate) if args.gate else None
+    if gate:
+        question_set = question_set.subset(gate.questions)
+    evaluator = Assistant(eval_settings(assistant.settings, question_set))
+    _print_index_report(evaluator.index(progress=True))
+    report = run_question_set(evaluator, question_set, progress=True)
+    results = Path("eval/results")
+    json_path = args.json or results / f"{report.name}{'-gate' if gate else ''}.json"
+    html_path = args.html or results / f"{report.name}{'-gate' if gate else ''}.html"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_html(report, html_path)
+    print(terminal_table(report))
+    print(f"Wrote {json_path} and {html_path}")
+    if gate:
+        failures = gate.failures(report.metrics)
+        for failure in failures:
+            print(f"rag: eval gate failed: {failure}", file=sys.stderr)
+        if failures:
+            return 1
+        print(f"Eval gate passed ({args.gate})")
     return 0
 
 

@@ -38,6 +38,11 @@ class Generator:
         """Pay the load cost now (e.g. at server start) rather than on the first question."""
         _ = self._loaded
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` by this model's tokenizer, e.g. to turn a streamed answer's time into tokens/s."""
+        tokenizer, _ = self._loaded
+        return len(tokenizer(text, add_special_tokens=False).input_ids)
+
     def stream(self, messages: list[dict[str, str]], cancel: threading.Event | None = None) -> Iterator[str]:
         """Yield decoded text pieces of a greedy answer; setting `cancel` stops generation early."""
         import torch

@@ -11,6 +11,7 @@ from bm25s.stopwords import STOPWORDS_EN_PLUS
 _APOSTROPHES = "'\u2019"
 _WORD = re.compile(rf"[A-Za-z0-9][A-Za-z0-9{_APOSTROPHES}\-]*")
 _POSSESSIVE = re.compile(rf"[{_APOSTROPHES}]s$")
+_SENTENCE_START = re.compile(r"(?<=[.!?])\s+")  # a capital after it starts a sentence, not a name
 _QUESTION_WORDS = frozenset(
     {
         "what",
@@ -72,15 +73,19 @@ def content_stems(text: str) -> set[str]:
 
 
 def salient_terms(question: str) -> list[str]:
-    """Names, acronyms and numbers in a question: if the documents never mention one, they can't answer it."""
+    """Names, acronyms and numbers in a question: if the documents never mention one, they can't answer it.
+
+    A capitalised word counts as a name unless it starts a sentence ("Besides ...").
+    """
     terms = []
-    for position, word in enumerate(words(question)):
-        lowered = word.lower()
-        if lowered in _STOPWORDS:
-            continue
-        is_name = word[0].isupper() and (position > 0 or any(c.isupper() for c in word[1:]))
-        if is_name or any(c.isdigit() for c in word):
-            terms.append(word)
+    for sentence in _SENTENCE_START.split(question):
+        for position, word in enumerate(words(sentence)):
+            lowered = word.lower()
+            if lowered in _STOPWORDS:
+                continue
+            is_name = word[0].isupper() and (position > 0 or any(c.isupper() for c in word[1:]))
+            if is_name or any(c.isdigit() for c in word):
+                terms.append(word)
     return terms
 
 

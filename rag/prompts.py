@@ -11,11 +11,19 @@ ABSTAIN_TEXT = "The documents don't say."
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages you are given. "
-    "Answer in one or two short sentences, in your own words or quoting the passage. "
-    "End every sentence with the number of the passage that supports it, like [1] or [2][3]. "
-    "Do not talk about the passages themselves. "
-    "If the passages do not contain the answer, reply exactly: " + ABSTAIN_TEXT
+    "Write the answer itself in one or two short sentences, in your own words or quoting the passage, "
+    "and end every sentence with the number of the passage that supports it, like [1] or [2][3]. "
+    "Do not talk about the passages or the articles themselves. "
+    "If the passages do not say what the question asks (or say it about someone else), reply exactly: "
+    + ABSTAIN_TEXT
+    + "\n\nExample of the form of an answer:\n"
+    "Question: Where did the company open its new office?\n"
+    "Answer: It opened the new office in Lyon, next to its factory [2]."
 )
+
+# Repeated after the question: small models follow the last instruction best (without it they may
+# answer "On which podcast...?" with a bare "[2]").
+ANSWER_REMINDER = "Answer in words, not only with a passage number; end each sentence with its passage number."
 
 _DECLINES = re.compile(
     r"documents? (?:do not|don't|does not|doesn't) (?:say|mention|contain|specify|provide|state)"
@@ -50,5 +58,5 @@ def build_messages(question: str, passages: list[Passage], history: list[Turn]) 
         messages.append({"role": "user", "content": turn.question})
         messages.append({"role": "assistant", "content": strip_markers(turn.answer)})
     numbered = "\n\n".join(f"[{i}] {p.title}\n{p.chunk.text}" for i, p in enumerate(passages, start=1))
-    messages.append({"role": "user", "content": f"Passages:\n\n{numbered}\n\nQuestion: {question}"})
+    messages.append({"role": "user", "content": f"Passages:\n\n{numbered}\n\nQuestion: {question}\n{ANSWER_REMINDER}"})
     return messages

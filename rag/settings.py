@@ -70,7 +70,7 @@ class Settings(BaseSettings):
 
     # Citation verification and abstention
     support_threshold: float = Field(default=0.6, ge=0, le=1)
-    min_relevance: float = Field(default=0.25, ge=-1, le=1)
+    min_relevance: float = Field(default=0.15, ge=-1, le=1)
 
     # Server (`python app.py`): UI, API and widget on one port
     host: str = "127.0.0.1"

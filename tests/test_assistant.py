@@ -12,7 +12,7 @@ from rag.assistant import Assistant, QuestionError
 from rag.cli import main
 from rag.models import embedding_model_dir
 from rag.settings import Settings
-from rag.types import Answer
+from rag.types import Answer, Citation
 
 ANSWER_KEYS = {"question", "answer", "abstained", "citations", "timings"}
 CITATION_KEYS = {"n", "doc_id", "title", "source", "start", "end", "text", "score"}
@@ -150,3 +150,10 @@ def test_cli_refuses_an_index_built_with_another_embedding_model(
     monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(embedding_model_dir("all-minilm-l6-v2")))
     assert _run_cli(monkeypatch, assistant.settings, "ask", "What did LeCun propose?") == 2
     assert "rag index --rebuild" in capsys.readouterr().err
+
+
+def test_an_answer_is_refused_when_no_cited_document_mentions_a_name_in_the_question(assistant: Assistant) -> None:
+    zuckerberg = next(d for d in assistant.documents() if d.source.endswith("002_4ca5f10113ede359.txt"))
+    citation = Citation(1, zuckerberg.doc_id, zuckerberg.title, zuckerberg.source, 0, 9, zuckerberg.text[:9], 0.9, 0, 9)
+    assert assistant._cited_cover("What did Zuckerberg claim about open source?", [citation])
+    assert not assistant._cited_cover("What did Zuckerberg propose in Paris?", [citation])

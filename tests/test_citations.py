@@ -114,3 +114,36 @@ def test_invented_answer_is_unsupported(verifier: CitationVerifier, passages: li
     result = verifier.verify("Canberra is the capital of Australia [1].", passages, "What is the capital of Australia?")
     assert not result.supported
     assert result.citations == []
+
+
+def test_an_answer_that_only_restates_the_question_is_unsupported(
+    verifier: CitationVerifier, passages: list[Passage]
+) -> None:
+    question = "What did LeCun propose as a repository of all human knowledge?"
+    result = verifier.verify("LeCun proposed a repository of all human knowledge [2].", passages, question)
+    assert not result.supported
+
+
+def test_a_sentence_drawing_on_two_passages_is_checked_against_both(
+    verifier: CitationVerifier, passages: list[Passage]
+) -> None:
+    answer = (
+        "LeCun wants a common model as a repository of all human knowledge, while Altman wants an "
+        "international agency looking at the most powerful systems [2][3]."
+    )
+    result = verifier.verify(answer, passages, "How do LeCun's and Altman's proposals differ?")
+    assert result.supported
+    assert [c.n for c in result.citations] == [2, 3]
+
+
+def test_names_count_in_the_title_the_model_was_shown(
+    verifier: CitationVerifier, passages: list[Passage], documents: dict[str, Document]
+) -> None:
+    profile = passages[0]
+    assert "Meta" not in passages[1].chunk.text and "Meta" in passages[1].title
+    result = verifier.verify(
+        "The article on Meta says LeCun wants a common model, a repository of all human knowledge [2].",
+        [profile, passages[1]],
+        "What does LeCun want?",
+    )
+    assert result.supported and [c.n for c in result.citations] == [2]

@@ -1,0 +1,205 @@
+"""The eval's question set and scoring: facts, citations, summaries, the gate, the report."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SEEDS
+
+from rag.eval_report import render_html
+from rag.evaluation import (
+    EvalReport,
+    EvalSetError,
+    Gate,
+    QuestionResult,
+    check_citations,
+    contains_phrase,
+    facts_present,
+    load_gate,
+    load_question_set,
+    per_category,
+    summarize,
+)
+from rag.types import Answer, Citation
+
+SEED_SET = ROOT / "eval" / "seeds.json"
+
+
+@pytest.fixture(scope="module")
+def seed_set():
+    return load_question_set(SEED_SET)
+
+
+def test_seed_set_has_every_category_and_enough_traps(seed_set) -> None:
+    categories = Counter(q.category for q in seed_set.questions)
+    assert len(seed_set.questions) >= 40
+    assert all(categories[c] >= 3 for c in ("single_fact", "paraphrase", "multi_doc", "follow_up"))
+    assert categories["unanswerable"] >= 10
+    traps = Counter(q.trap for q in seed_set.questions if not q.answerable)
+    assert traps["wrong_person"] >= 2 and traps["missing_detail"] >= 2
+    assert "What did LeCun propose in Paris?" in {q.question for q in seed_set.questions}
+    assert seed_set.corpus == SEEDS.resolve()
+
+
+def test_gold_documents_exist_and_multi_doc_questions_need_two(seed_set) -> None:
+    files = {p.name for p in SEEDS.iterdir()}
+    for q in seed_set.questions:
+        assert set(q.gold_docs) <= files, q.id
+        if q.category == "multi_doc":
+            assert len(q.gold_docs) >= 2, q.id
+
+
+def test_every_reference_answer_is_correct_and_no_restated_question_is(seed_set) -> None:
+    for q in seed_set.questions:
+        if q.answerable:
+            assert facts_present(q.reference, q.facts), q.id
+            assert not facts_present(q.question, q.facts), q.id
+            assert not facts_present(f"{q.question} {q.question}", q.facts), q.id
+
+
+def test_evidence_quotes_are_in_their_gold_documents() -> None:
+    raw = json.loads(SEED_SET.read_text(encoding="utf-8"))
+    for item in raw["questions"]:
+        texts = [" ".join((SEEDS / d).read_text(encoding="utf-8").split()) for d in item["gold_docs"]]
+        for quote in filter(None, item["evidence"].split(" || ")):
+            assert any(" ".join(quote.split()) in t for t in texts), item["id"]
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase", "expected"),
+    [
+        ("LeCun proposed training them collaboratively", "trained collaboratively", True),  # stems
+        ("a $25 billion deal", "25 billion", True),
+        ("It is open-source software", "open source", True),
+        ("the models are open, with source available", "open source", True),  # within a few words
+        ("open the door to a new world where the source", "open source", False),  # too far apart
+        ("source open", "open source", False),  # order matters
+        ("Meta went all-in", "All-In", True),  # stopwords count in facts
+        ("", "Paris", False),
+    ],
+)
+def test_contains_phrase(text: str, phrase: str, expected: bool) -> None:
+    assert contains_phrase(text, phrase) is expected
+
+
+def test_every_fact_must_be_present_but_any_alternative_will_do() -> None:
+    facts = [["Google", "Alphabet"], ["Microsoft"]]
+    assert facts_present("Alphabet and Microsoft", facts)
+    assert not facts_present("Google alone", facts)
+    assert not facts_present("anything", [])
+
+
+def _citation(n: int, source: str, text: str) -> Citation:
+    return Citation(n, "d", "t", source, 0, len(text), text, 0.9, 0, len(text))
+
+
+def test_citation_precision_needs_a_gold_document_that_supports_the_sentence() -> None:
+    answer = Answer(
+        "q",
+        "LeCun proposed collaborative training across data centers [1]. Zuckerberg praised PyTorch [2].",
+        False,
+        [
+            _citation(1, "seeds/gold.txt", "LeCun proposed collaborative training with data centers worldwide."),
+            _citation(2, "seeds/gold.txt", "The weather in Paris was mild."),
+        ],
+    )
+    checks = check_citations(answer, ["gold.txt"])
+    assert [(c.n, c.from_gold, c.supports, c.precise) for c in checks] == [
+        (1, True, True, True),
+        (2, True, False, False),
+    ]
+    assert [c.precise for c in check_citations(answer, ["other.txt"])] == [False, False]
+
+
+def _result(category: str, answerable: bool, correct: bool, abstained: bool, total_ms: float) -> QuestionResult:
+    return QuestionResult(
+        id=f"{category}-{total_ms}",
+        category=category,
+        question="q",
+        answer="a",
+        abstained=abstained,
+        answerable=answerable,
+        correct=correct,
+        f1=0.5 if answerable else None,
+        recall=1.0 if answerable else None,
+        reciprocal_rank=0.5 if answerable else None,
+        citations=[],
+        citation_recall=1.0 if answerable and not abstained else None,
+        retrieved=["a.txt"],
+        first_token_ms=None if abstained else total_ms / 2,
+        total_ms=total_ms,
+        decode_tokens_per_s=None if abstained else 5.0,
+    )
+
+
+def test_summary_counts_abstentions_and_false_abstentions_separately() -> None:
+    results = [
+        _result("single_fact", True, True, False, 1000),
+        _result("single_fact", True, False, True, 2000),  # a false abstention
+        _result("unanswerable", False, False, True, 100),
+        _result("unanswerable", False, False, False, 3000),  # answered what it should not
+    ]
+    metrics = summarize(results, top_k=4)
+    assert metrics["correctness"] == 0.5 and metrics["false_abstention"] == 0.5
+    assert metrics["abstention_recall"] == 0.5 and metrics["recall_at_4"] == 1.0
+    assert metrics["first_token_ms_p50"] == 1000  # of the two that generated: 500 and 1500
+    assert per_category(results) == {
+        "single_fact": {"n": 2, "accuracy": 0.5},
+        "unanswerable": {"n": 2, "accuracy": 0.5},
+    }
+
+
+def test_gate_reports_each_metric_below_its_floor_or_above_its_ceiling() -> None:
+    gate = Gate(("fact-01",), {"correctness": 0.8, "citation_precision": 0.9}, {"false_abstention": 0.1})
+    assert gate.failures({"correctness": 0.9, "citation_precision": 0.95, "false_abstention": 0.0}) == []
+    failures = gate.failures({"correctness": 0.5, "citation_precision": None, "false_abstention": 0.2})
+    assert len(failures) == 3 and "correctness = 0.5 is below 0.8" in failures
+
+
+def test_the_shipped_gate_names_real_questions_of_every_category(seed_set) -> None:
+    gate = load_gate(ROOT / "eval" / "gate.toml")
+    subset = seed_set.subset(gate.questions)
+    assert {q.category for q in subset.questions} == {
+        "single_fact",
+        "paraphrase",
+        "multi_doc",
+        "follow_up",
+        "unanswerable",
+    }
+    assert gate.minimums["correctness"] >= 0.5 and gate.maximums["false_abstention"] <= 0.25
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"questions": []}', "no questions"),
+        ('{"questions": [{"id": "a"}]}', "missing or malformed field"),
+        (
+            '{"questions": [{"id": "a", "category": "vibes", "question": "q", "facts": [], "gold_docs": []}]}',
+            "category must be one of",
+        ),
+        (
+            '{"questions": [{"id": "a", "category": "single_fact", "question": "Who leads Meta?",'
+            ' "facts": [["Meta"]], "gold_docs": ["x.txt"]}]}',
+            "already states",
+        ),
+    ],
+)
+def test_malformed_question_sets_are_refused_with_where(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "set.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(EvalSetError, match=message):
+        load_question_set(path)
+
+
+def test_html_report_escapes_answers_and_draws_both_plots() -> None:
+    result = _result("single_fact", True, True, False, 1200)
+    result.answer = "<script>alert(1)</script>"
+    report = EvalReport("seeds", {"top_k": 4}, [result], summarize([result], 4), per_category([result]), 3.0)
+    page = render_html(report)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert page.count("<svg") == 2
