@@ -1,5 +1,8 @@
 """The on-disk index: documents, chunks, dense vectors (FAISS) and a BM25 index, kept in generations.
 
+Besides one vector per chunk it keeps one per sentence of each chunk, so retrieval can match a question
+to the one sentence that answers it, which a whole chunk's vector dilutes.
+
 Each build is written to its own `gen-<n>/` folder and fsynced; only then does the `CURRENT`
 pointer move to it (write-temp + os.replace), so a build killed at any point leaves the previous
 index loadable. Syncs are incremental by source: unchanged documents keep their stored vectors,
@@ -25,11 +28,12 @@ import bm25s
 import faiss
 import numpy as np
 
+from rag.chunking import split_sentences
 from rag.embedding import Embedder
 from rag.lexical import english_stemmer
 from rag.types import Chunk, Document
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sentence vectors, BM25 parameters in the manifest
 CURRENT = "CURRENT"
 LOCK_FILE = ".lock"
 GENERATION_PREFIX = "gen-"
@@ -37,6 +41,8 @@ MANIFEST = "manifest.json"
 DOCUMENTS = "documents.jsonl"
 CHUNKS = "chunks.jsonl"
 VECTORS = "vectors.npy"
+SENTENCE_VECTORS = "sentence_vectors.npy"
+SENTENCE_ROWS = "sentence_rows.npy"  # the chunk row of each sentence vector
 DENSE = "dense.faiss"
 BM25_DIR = "bm25"
 BM25_STOPWORDS = "en_plus"  # NLTK's list: unlike the Lucene "en" one, it drops question words (what, did)
@@ -88,6 +94,7 @@ class Manifest:
     chunk_config: dict[str, Any]
     created: str
     documents: tuple[ManifestDocument, ...]
+    bm25: dict[str, float] = field(default_factory=dict)  # k1 and b the BM25 index was built with
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2)
@@ -104,7 +111,8 @@ class IndexSnapshot:
     """One loaded generation, swapped whole so a reader never mixes parts of two builds.
 
     Chunks are stored grouped by document, in manifest order; row i of `vectors` and of the
-    FAISS and BM25 indexes is `chunks[i]`.
+    FAISS and BM25 indexes is `chunks[i]`. Sentence vectors are grouped by chunk, in chunk order:
+    `sentence_rows[j]` is the chunk row of `sentence_vectors[j]`, and every chunk has at least one.
     """
 
     generation: str
@@ -112,14 +120,24 @@ class IndexSnapshot:
     documents: tuple[Document, ...]
     chunks: tuple[Chunk, ...]
     vectors: np.ndarray
+    sentence_vectors: np.ndarray
+    sentence_rows: np.ndarray
     dense: faiss.Index
     bm25: bm25s.BM25 | None  # None when no chunk has a single indexable term
 
     def __post_init__(self) -> None:
         counts = [d.chunks for d in self.manifest.documents]
         rows = {sum(counts), len(self.chunks), len(self.vectors), self.dense.ntotal}
-        if len(rows) != 1 or len(counts) != len(self.documents):
+        sentences_ok = len(self.sentence_rows) == len(self.sentence_vectors) and np.array_equal(
+            np.unique(self.sentence_rows), np.arange(len(self.chunks))
+        )
+        if len(rows) != 1 or len(counts) != len(self.documents) or not sentences_ok:
             raise IndexStoreError(f"index generation {self.generation} is inconsistent; run `rag index --rebuild`")
+
+    @cached_property
+    def sentence_starts(self) -> np.ndarray:
+        """Index of each chunk's first sentence vector (for np.maximum.reduceat over a chunk's sentences)."""
+        return np.searchsorted(self.sentence_rows, np.arange(len(self.chunks)))
 
     @cached_property
     def _owners(self) -> np.ndarray:
@@ -129,18 +147,26 @@ class IndexSnapshot:
         """The document a chunk row belongs to; by position, since equal texts share a doc_id."""
         return self.documents[int(self._owners[row])]
 
-    def chunk_groups(self) -> Iterator[tuple[Document, list[Chunk], np.ndarray]]:
-        """Each document with its own chunks and vectors."""
+    def chunk_groups(self) -> Iterator[tuple[Document, list[Chunk], np.ndarray, np.ndarray, np.ndarray]]:
+        """Each document with its own chunks, their vectors, and their sentence vectors and counts."""
         start = 0
         for doc, entry in zip(self.documents, self.manifest.documents, strict=True):
             end = start + entry.chunks
-            yield doc, list(self.chunks[start:end]), self.vectors[start:end]
+            first, last = np.searchsorted(self.sentence_rows, [start, end])
+            sentence_counts = np.bincount(self.sentence_rows[first:last] - start, minlength=end - start)
+            yield (
+                doc,
+                list(self.chunks[start:end]),
+                self.vectors[start:end],
+                self.sentence_vectors[first:last],
+                sentence_counts,
+            )
             start = end
 
 
 @dataclass
 class SyncReport:
-    """Sources by what happened to them; `embedded_chunks` counts the texts actually sent to the embedder.
+    """Sources by what happened to them; `embedded_chunks` counts the chunks that were (re-)embedded.
 
     Sources kept without being passed in (`keep_sources`, `remove_missing=False`) count as unchanged.
     """
@@ -157,14 +183,20 @@ class _Entry:
     document: Document
     chunks: list[Chunk]
     vectors: np.ndarray | None  # None: must be (re-)chunked and embedded
+    sentence_vectors: np.ndarray | None = None
+    sentence_counts: np.ndarray | None = None  # sentence vectors per chunk
 
 
 class IndexStore:
-    """Reads the current generation lazily and writes new ones; one writer at a time."""
+    """Reads the current generation lazily and writes new ones; one writer at a time.
 
-    def __init__(self, index_dir: Path, embedder: Embedder) -> None:
+    `bm25_k1` and `bm25_b` (term-frequency saturation and length normalisation) default to bm25s's own.
+    """
+
+    def __init__(self, index_dir: Path, embedder: Embedder, bm25_k1: float = 1.5, bm25_b: float = 0.75) -> None:
         self.index_dir = Path(index_dir)
         self.embedder = embedder
+        self.bm25_params = {"k1": bm25_k1, "b": bm25_b}
         self._snapshot: IndexSnapshot | None = None
         self._load_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -257,6 +289,8 @@ class IndexStore:
             documents=tuple(Document(**r) for r in _read_jsonl(path / DOCUMENTS)),
             chunks=tuple(Chunk(**r) for r in _read_jsonl(path / CHUNKS)),
             vectors=np.load(path / VECTORS),
+            sentence_vectors=np.load(path / SENTENCE_VECTORS),
+            sentence_rows=np.load(path / SENTENCE_ROWS),
             dense=faiss.read_index(str(path / DENSE)),
             bm25=bm25,
         )
@@ -277,7 +311,8 @@ class IndexStore:
 
         Sources absent from `documents` are dropped when `remove_missing`, except `keep_sources`
         (files that failed to read this time keep their previous version). `rebuild` ignores the
-        stored vectors and model, re-embedding every document, e.g. after changing the model.
+        stored vectors and model, re-embedding every document, e.g. after changing the model. New BM25
+        parameters rewrite the index without re-embedding anything.
         """
         incoming: dict[str, Document] = {}
         for doc in documents:
@@ -289,8 +324,9 @@ class IndexStore:
 
         with self._writer():
             self._remove_generations(except_for=self._current_name())
-            previous, stored_config = self._previous_entries(rebuild)
-            reusable = stored_config == chunk_config
+            previous, stored = self._previous_entries(rebuild)
+            reusable = stored is not None and stored.chunk_config == chunk_config
+            bm25_current = stored is not None and stored.bm25 == self.bm25_params
             entries: dict[str, _Entry] = {}
             for source, doc in incoming.items():
                 old = previous.get(source)
@@ -312,7 +348,7 @@ class IndexStore:
                     report.unchanged.append(source)
                     entries[source] = old
 
-            if reusable and not (report.added or report.changed or report.removed):
+            if reusable and bm25_current and not (report.added or report.changed or report.removed):
                 return report
             if not reusable:
                 entries = {s: _Entry(e.document, [], None) for s, e in entries.items()}
@@ -338,8 +374,8 @@ class IndexStore:
                 finally:
                     fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _previous_entries(self, rebuild: bool) -> tuple[dict[str, _Entry], dict[str, Any] | None]:
-        """Stored documents by source, and the chunk config their vectors were made with (None: not reusable).
+    def _previous_entries(self, rebuild: bool) -> tuple[dict[str, _Entry], Manifest | None]:
+        """Stored documents by source, and the manifest saying how they were indexed (None: not reusable).
 
         On rebuild the old index may be from another model or corrupt: only its documents are
         wanted (to honour keep_sources), and if they cannot be read there is nothing to keep.
@@ -355,21 +391,36 @@ class IndexStore:
             return {d.source: _Entry(d, [], None) for d in docs}, None
         snap = self._snapshot if self._snapshot is not None and self._snapshot.generation == name else None
         snap = snap or self._read_generation(name)
-        entries = {doc.source: _Entry(doc, chunks, vectors) for doc, chunks, vectors in snap.chunk_groups()}
-        return entries, snap.manifest.chunk_config
+        entries = {group[0].source: _Entry(*group) for group in snap.chunk_groups()}
+        return entries, snap.manifest
 
     def _embed(self, entries: Iterable[_Entry], chunker: SupportsSplit, progress: bool) -> int:
-        """Chunk and embed every entry lacking vectors, in one batch; returns how many chunks were embedded."""
+        """Chunk and embed every entry lacking vectors, in one batch; returns how many chunks were embedded.
+
+        A chunk of one sentence is its own sentence vector; longer chunks also embed each sentence.
+        """
         pending = [e for e in entries if e.vectors is None]
         for entry in pending:
             entry.chunks = _checked_chunks(entry.document, chunker.split(entry.document))
-        texts = [c.text for e in pending for c in e.chunks]
-        vectors = self.embedder.encode(texts, progress=progress)
+        chunks = [c for e in pending for c in e.chunks]
+        sentences = [_sentences(c.text) for c in chunks]
+        extra = [text for group in sentences if len(group) > 1 for text in group]
+        vectors = self.embedder.encode([c.text for c in chunks] + extra, progress=progress)
+        chunk_vectors, extra_vectors = vectors[: len(chunks)], iter(vectors[len(chunks) :])
+        sentence_vectors = [
+            [chunk_vectors[i]] if len(group) == 1 else [next(extra_vectors) for _ in group]
+            for i, group in enumerate(sentences)
+        ]
         start = 0
         for entry in pending:
-            entry.vectors = vectors[start : start + len(entry.chunks)]
-            start += len(entry.chunks)
-        return len(texts)
+            end = start + len(entry.chunks)
+            entry.vectors = chunk_vectors[start:end]
+            entry.sentence_vectors = np.array(
+                [v for group in sentence_vectors[start:end] for v in group], dtype=np.float32
+            ).reshape(-1, vectors.shape[1])
+            entry.sentence_counts = np.array([len(group) for group in sentences[start:end]], dtype=np.int64)
+            start = end
+        return len(chunks)
 
     def _write_generation(self, entries: list[_Entry], chunk_config: dict[str, Any], progress: bool) -> IndexSnapshot:
         dim = self.embedder.dim
@@ -382,14 +433,16 @@ class IndexStore:
             documents=tuple(
                 ManifestDocument(e.document.doc_id, e.document.source, e.document.title, len(e.chunks)) for e in entries
             ),
+            bm25=dict(self.bm25_params),
         )
         chunks = [c for e in entries for c in e.chunks]
-        vectors = np.concatenate(
-            [np.zeros((0, dim), dtype=np.float32)] + [e.vectors for e in entries if e.vectors is not None]
-        ).astype(np.float32, copy=False)
+        vectors = _stack([e.vectors for e in entries], dim)
+        sentence_vectors = _stack([e.sentence_vectors for e in entries], dim)
+        counts = [e.sentence_counts for e in entries if e.sentence_counts is not None]
+        sentence_rows = np.repeat(np.arange(len(chunks)), np.concatenate([np.zeros(0, dtype=np.int64), *counts]))
         dense = faiss.IndexFlatIP(dim)
         dense.add(vectors)
-        bm25 = _build_bm25(chunks, progress)
+        bm25 = _build_bm25(chunks, self.bm25_params, progress)
 
         name = self._next_generation_name()
         path = self.index_dir / name
@@ -398,6 +451,8 @@ class IndexStore:
             _write_jsonl(path / DOCUMENTS, (asdict(e.document) for e in entries))
             _write_jsonl(path / CHUNKS, (asdict(c) for c in chunks))
             np.save(path / VECTORS, vectors)
+            np.save(path / SENTENCE_VECTORS, sentence_vectors)
+            np.save(path / SENTENCE_ROWS, sentence_rows)
             faiss.write_index(dense, str(path / DENSE))
             if bm25 is not None:
                 bm25.save(str(path / BM25_DIR), show_progress=False)
@@ -409,7 +464,17 @@ class IndexStore:
             raise
         self._point_current_to(name)
         self._remove_generations(except_for=name)
-        return IndexSnapshot(name, manifest, tuple(e.document for e in entries), tuple(chunks), vectors, dense, bm25)
+        return IndexSnapshot(
+            generation=name,
+            manifest=manifest,
+            documents=tuple(e.document for e in entries),
+            chunks=tuple(chunks),
+            vectors=vectors,
+            sentence_vectors=sentence_vectors,
+            sentence_rows=sentence_rows,
+            dense=dense,
+            bm25=bm25,
+        )
 
     def _point_current_to(self, name: str) -> None:
         temp = self.index_dir / f"{CURRENT}.tmp"
@@ -444,11 +509,21 @@ def _checked_chunks(document: Document, chunks: list[Chunk]) -> list[Chunk]:
     return chunks
 
 
-def _build_bm25(chunks: list[Chunk], progress: bool) -> bm25s.BM25 | None:
+def _sentences(text: str) -> list[str]:
+    return [text[start:end] for start, end in split_sentences(text)] or [text]
+
+
+def _stack(arrays: list[np.ndarray | None], dim: int) -> np.ndarray:
+    """Row-wise concatenation, also of nothing (an empty corpus still writes a valid generation)."""
+    present = [a for a in arrays if a is not None]
+    return np.concatenate([np.zeros((0, dim), dtype=np.float32), *present]).astype(np.float32, copy=False)
+
+
+def _build_bm25(chunks: list[Chunk], params: dict[str, float], progress: bool) -> bm25s.BM25 | None:
     tokens = bm25_tokenize([c.text for c in chunks])
     if not any(tokens):
         return None
-    bm25 = bm25s.BM25()
+    bm25 = bm25s.BM25(k1=params["k1"], b=params["b"])
     bm25.index(tokens, show_progress=progress)
     return bm25
 
