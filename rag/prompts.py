@@ -5,17 +5,27 @@ from __future__ import annotations
 import re
 
 from rag.citations import MARKER
-from rag.types import Passage, Turn
+from rag.types import AnswerStyle, Passage, Turn
 
 ABSTAIN_TEXT = "The documents don't say."
 
-SYSTEM_PROMPT = (
-    "You answer questions using only the numbered passages you are given. "
-    "Answer in one or two short sentences, in your own words or quoting the passage. "
-    "End every sentence with the number of the passage that supports it, like [1] or [2][3]. "
-    "Do not talk about the passages themselves. "
-    "If the passages do not contain the answer, reply exactly: " + ABSTAIN_TEXT
-)
+SYSTEM_PROMPTS: dict[AnswerStyle, str] = {
+    "sentence": (
+        "You answer questions using only the numbered passages you are given. "
+        "Answer in one or two short sentences, in your own words or quoting the passage. "
+        "End every sentence with the number of the passage that supports it, like [1] or [2][3]. "
+        "Do not talk about the passages themselves. "
+        "If the passages do not contain the answer, reply exactly: " + ABSTAIN_TEXT
+    ),
+    # Extractive QA (SQuAD) scores a span against a span: a sentence around the right words loses F1.
+    "short": (
+        "You answer questions using only the numbered passages you are given. "
+        "Reply with only the shortest exact phrase from a passage that answers the question "
+        "(a name, a number, a date or a few words), copied word for word, not a sentence. "
+        "Follow it with the number of that passage, like: 1066 [2] "
+        "If the passages do not contain the answer, reply exactly: " + ABSTAIN_TEXT
+    ),
+}
 
 _DECLINES = re.compile(
     r"documents? (?:do not|don't|does not|doesn't) (?:say|mention|contain|specify|provide|state)"
@@ -44,8 +54,10 @@ def retrieval_queries(question: str, history: list[Turn]) -> list[str]:
     return [f"{last.question} {strip_markers(last.answer)} {question}", question]
 
 
-def build_messages(question: str, passages: list[Passage], history: list[Turn]) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+def build_messages(
+    question: str, passages: list[Passage], history: list[Turn], style: AnswerStyle = "sentence"
+) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": SYSTEM_PROMPTS[style]}]
     for turn in history:
         messages.append({"role": "user", "content": turn.question})
         messages.append({"role": "assistant", "content": strip_markers(turn.answer)})

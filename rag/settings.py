@@ -14,6 +14,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from rag.types import AnswerStyle
+
 CONFIG_ENV = "RAG_CONFIG"
 DEFAULT_CONFIG_FILE = "rag.toml"
 
@@ -66,6 +68,10 @@ class Settings(BaseSettings):
 
     # Generation
     max_new_tokens: int = Field(default=96, ge=8)
+    answer_style: AnswerStyle = Field(
+        default="sentence",
+        description="sentence: cited sentences for people; short: only the exact phrase that answers (benchmarks).",
+    )
     history_turns: int = Field(default=3, ge=0)
     max_question_chars: int = Field(default=2000, ge=10)
 
