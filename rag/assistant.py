@@ -41,7 +41,7 @@ class Assistant:
         self.embedder = Embedder(s.embedding_model, s.embed_batch_size)
         self.chunker = Chunker(s.chunk_size, s.chunk_overlap)
         self.store = IndexStore(s.index_dir, self.embedder, s.bm25_k1, s.bm25_b)
-        self.retriever = HybridRetriever(self.store, self.embedder, s.candidate_k, s.bm25_weight, s.sentence_weight)
+        self.retriever = HybridRetriever(self.store, self.embedder, s.candidate_k, s.bm25_weight)
         self.generator = Generator(s.generator_model, s.cache_dir, s.max_new_tokens, s.threads)
         self.verifier = CitationVerifier(self.embedder, s.support_threshold)
 

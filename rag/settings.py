@@ -59,9 +59,6 @@ class Settings(BaseSettings):
     top_k: int = Field(default=4, ge=1, le=20)
     candidate_k: int = Field(default=20, ge=1)
     bm25_weight: float = Field(default=0.4, ge=0, le=1, description="Share of BM25 in the fused score.")
-    sentence_weight: float = Field(
-        default=0.5, ge=0, le=1, description="Share of a chunk's best-matching sentence in its dense score."
-    )
     bm25_k1: float = Field(default=0.9, gt=0, description="BM25 term-frequency saturation (Anserini's default).")
     bm25_b: float = Field(default=0.4, ge=0, le=1, description="BM25 length normalisation (Anserini's default).")
     embed_batch_size: int = Field(default=32, ge=1)

@@ -1,8 +1,5 @@
 """The on-disk index: documents, chunks, dense vectors (FAISS) and a BM25 index, kept in generations.
 
-Besides one vector per chunk it keeps one per sentence of each chunk, so retrieval can match a question
-to the one sentence that answers it, which a whole chunk's vector dilutes.
-
 Each build is written to its own `gen-<n>/` folder and fsynced; only then does the `CURRENT`
 pointer move to it (write-temp + os.replace), so a build killed at any point leaves the previous
 index loadable. Syncs are incremental by source: unchanged documents keep their stored vectors,
@@ -28,12 +25,11 @@ import bm25s
 import faiss
 import numpy as np
 
-from rag.chunking import split_sentences
 from rag.embedding import Embedder
 from rag.lexical import english_stemmer
 from rag.types import Chunk, Document
 
-FORMAT_VERSION = 2  # 2: sentence vectors, BM25 parameters in the manifest
+FORMAT_VERSION = 2  # 2: the BM25 parameters are in the manifest
 CURRENT = "CURRENT"
 LOCK_FILE = ".lock"
 GENERATION_PREFIX = "gen-"
@@ -41,8 +37,6 @@ MANIFEST = "manifest.json"
 DOCUMENTS = "documents.jsonl"
 CHUNKS = "chunks.jsonl"
 VECTORS = "vectors.npy"
-SENTENCE_VECTORS = "sentence_vectors.npy"
-SENTENCE_ROWS = "sentence_rows.npy"  # the chunk row of each sentence vector
 DENSE = "dense.faiss"
 BM25_DIR = "bm25"
 BM25_STOPWORDS = "en_plus"  # NLTK's list: unlike the Lucene "en" one, it drops question words (what, did)
@@ -111,8 +105,7 @@ class IndexSnapshot:
     """One loaded generation, swapped whole so a reader never mixes parts of two builds.
 
     Chunks are stored grouped by document, in manifest order; row i of `vectors` and of the
-    FAISS and BM25 indexes is `chunks[i]`. Sentence vectors are grouped by chunk, in chunk order:
-    `sentence_rows[j]` is the chunk row of `sentence_vectors[j]`, and every chunk has at least one.
+    FAISS and BM25 indexes is `chunks[i]`.
     """
 
     generation: str
@@ -120,24 +113,14 @@ class IndexSnapshot:
     documents: tuple[Document, ...]
     chunks: tuple[Chunk, ...]
     vectors: np.ndarray
-    sentence_vectors: np.ndarray
-    sentence_rows: np.ndarray
     dense: faiss.Index
     bm25: bm25s.BM25 | None  # None when no chunk has a single indexable term
 
     def __post_init__(self) -> None:
         counts = [d.chunks for d in self.manifest.documents]
         rows = {sum(counts), len(self.chunks), len(self.vectors), self.dense.ntotal}
-        sentences_ok = len(self.sentence_rows) == len(self.sentence_vectors) and np.array_equal(
-            np.unique(self.sentence_rows), np.arange(len(self.chunks))
-        )
-        if len(rows) != 1 or len(counts) != len(self.documents) or not sentences_ok:
+        if len(rows) != 1 or len(counts) != len(self.documents):
             raise IndexStoreError(f"index generation {self.generation} is inconsistent; run `rag index --rebuild`")
-
-    @cached_property
-    def sentence_starts(self) -> np.ndarray:
-        """Index of each chunk's first sentence vector (for np.maximum.reduceat over a chunk's sentences)."""
-        return np.searchsorted(self.sentence_rows, np.arange(len(self.chunks)))
 
     @cached_property
     def _owners(self) -> np.ndarray:
@@ -147,26 +130,18 @@ class IndexSnapshot:
         """The document a chunk row belongs to; by position, since equal texts share a doc_id."""
         return self.documents[int(self._owners[row])]
 
-    def chunk_groups(self) -> Iterator[tuple[Document, list[Chunk], np.ndarray, np.ndarray, np.ndarray]]:
-        """Each document with its own chunks, their vectors, and their sentence vectors and counts."""
+    def chunk_groups(self) -> Iterator[tuple[Document, list[Chunk], np.ndarray]]:
+        """Each document with its own chunks and vectors."""
         start = 0
         for doc, entry in zip(self.documents, self.manifest.documents, strict=True):
             end = start + entry.chunks
-            first, last = np.searchsorted(self.sentence_rows, [start, end])
-            sentence_counts = np.bincount(self.sentence_rows[first:last] - start, minlength=end - start)
-            yield (
-                doc,
-                list(self.chunks[start:end]),
-                self.vectors[start:end],
-                self.sentence_vectors[first:last],
-                sentence_counts,
-            )
+            yield doc, list(self.chunks[start:end]), self.vectors[start:end]
             start = end
 
 
 @dataclass
 class SyncReport:
-    """Sources by what happened to them; `embedded_chunks` counts the chunks that were (re-)embedded.
+    """Sources by what happened to them; `embedded_chunks` counts the texts actually sent to the embedder.
 
     Sources kept without being passed in (`keep_sources`, `remove_missing=False`) count as unchanged.
     """
@@ -183,8 +158,6 @@ class _Entry:
     document: Document
     chunks: list[Chunk]
     vectors: np.ndarray | None  # None: must be (re-)chunked and embedded
-    sentence_vectors: np.ndarray | None = None
-    sentence_counts: np.ndarray | None = None  # sentence vectors per chunk
 
 
 class IndexStore:
@@ -289,8 +262,6 @@ class IndexStore:
             documents=tuple(Document(**r) for r in _read_jsonl(path / DOCUMENTS)),
             chunks=tuple(Chunk(**r) for r in _read_jsonl(path / CHUNKS)),
             vectors=np.load(path / VECTORS),
-            sentence_vectors=np.load(path / SENTENCE_VECTORS),
-            sentence_rows=np.load(path / SENTENCE_ROWS),
             dense=faiss.read_index(str(path / DENSE)),
             bm25=bm25,
         )
@@ -391,36 +362,21 @@ class IndexStore:
             return {d.source: _Entry(d, [], None) for d in docs}, None
         snap = self._snapshot if self._snapshot is not None and self._snapshot.generation == name else None
         snap = snap or self._read_generation(name)
-        entries = {group[0].source: _Entry(*group) for group in snap.chunk_groups()}
+        entries = {doc.source: _Entry(doc, chunks, vectors) for doc, chunks, vectors in snap.chunk_groups()}
         return entries, snap.manifest
 
     def _embed(self, entries: Iterable[_Entry], chunker: SupportsSplit, progress: bool) -> int:
-        """Chunk and embed every entry lacking vectors, in one batch; returns how many chunks were embedded.
-
-        A chunk of one sentence is its own sentence vector; longer chunks also embed each sentence.
-        """
+        """Chunk and embed every entry lacking vectors, in one batch; returns how many chunks were embedded."""
         pending = [e for e in entries if e.vectors is None]
         for entry in pending:
             entry.chunks = _checked_chunks(entry.document, chunker.split(entry.document))
-        chunks = [c for e in pending for c in e.chunks]
-        sentences = [_sentences(c.text) for c in chunks]
-        extra = [text for group in sentences if len(group) > 1 for text in group]
-        vectors = self.embedder.encode([c.text for c in chunks] + extra, progress=progress)
-        chunk_vectors, extra_vectors = vectors[: len(chunks)], iter(vectors[len(chunks) :])
-        sentence_vectors = [
-            [chunk_vectors[i]] if len(group) == 1 else [next(extra_vectors) for _ in group]
-            for i, group in enumerate(sentences)
-        ]
+        texts = [c.text for e in pending for c in e.chunks]
+        vectors = self.embedder.encode(texts, progress=progress)
         start = 0
         for entry in pending:
-            end = start + len(entry.chunks)
-            entry.vectors = chunk_vectors[start:end]
-            entry.sentence_vectors = np.array(
-                [v for group in sentence_vectors[start:end] for v in group], dtype=np.float32
-            ).reshape(-1, vectors.shape[1])
-            entry.sentence_counts = np.array([len(group) for group in sentences[start:end]], dtype=np.int64)
-            start = end
-        return len(chunks)
+            entry.vectors = vectors[start : start + len(entry.chunks)]
+            start += len(entry.chunks)
+        return len(texts)
 
     def _write_generation(self, entries: list[_Entry], chunk_config: dict[str, Any], progress: bool) -> IndexSnapshot:
         dim = self.embedder.dim
@@ -436,10 +392,9 @@ class IndexStore:
             bm25=dict(self.bm25_params),
         )
         chunks = [c for e in entries for c in e.chunks]
-        vectors = _stack([e.vectors for e in entries], dim)
-        sentence_vectors = _stack([e.sentence_vectors for e in entries], dim)
-        counts = [e.sentence_counts for e in entries if e.sentence_counts is not None]
-        sentence_rows = np.repeat(np.arange(len(chunks)), np.concatenate([np.zeros(0, dtype=np.int64), *counts]))
+        vectors = np.concatenate(
+            [np.zeros((0, dim), dtype=np.float32)] + [e.vectors for e in entries if e.vectors is not None]
+        ).astype(np.float32, copy=False)
         dense = faiss.IndexFlatIP(dim)
         dense.add(vectors)
         bm25 = _build_bm25(chunks, self.bm25_params, progress)
@@ -451,8 +406,6 @@ class IndexStore:
             _write_jsonl(path / DOCUMENTS, (asdict(e.document) for e in entries))
             _write_jsonl(path / CHUNKS, (asdict(c) for c in chunks))
             np.save(path / VECTORS, vectors)
-            np.save(path / SENTENCE_VECTORS, sentence_vectors)
-            np.save(path / SENTENCE_ROWS, sentence_rows)
             faiss.write_index(dense, str(path / DENSE))
             if bm25 is not None:
                 bm25.save(str(path / BM25_DIR), show_progress=False)
@@ -464,17 +417,7 @@ class IndexStore:
             raise
         self._point_current_to(name)
         self._remove_generations(except_for=name)
-        return IndexSnapshot(
-            generation=name,
-            manifest=manifest,
-            documents=tuple(e.document for e in entries),
-            chunks=tuple(chunks),
-            vectors=vectors,
-            sentence_vectors=sentence_vectors,
-            sentence_rows=sentence_rows,
-            dense=dense,
-            bm25=bm25,
-        )
+        return IndexSnapshot(name, manifest, tuple(e.document for e in entries), tuple(chunks), vectors, dense, bm25)
 
     def _point_current_to(self, name: str) -> None:
         temp = self.index_dir / f"{CURRENT}.tmp"
@@ -507,16 +450,6 @@ def _checked_chunks(document: Document, chunks: list[Chunk]) -> list[Chunk]:
         if chunk.doc_id != document.doc_id or document.text[chunk.start : chunk.end] != chunk.text:
             raise ValueError(f"chunk {chunk.chunk_id} of {document.source} does not match its document span")
     return chunks
-
-
-def _sentences(text: str) -> list[str]:
-    return [text[start:end] for start, end in split_sentences(text)] or [text]
-
-
-def _stack(arrays: list[np.ndarray | None], dim: int) -> np.ndarray:
-    """Row-wise concatenation, also of nothing (an empty corpus still writes a valid generation)."""
-    present = [a for a in arrays if a is not None]
-    return np.concatenate([np.zeros((0, dim), dtype=np.float32), *present]).astype(np.float32, copy=False)
 
 
 def _build_bm25(chunks: list[Chunk], params: dict[str, float], progress: bool) -> bm25s.BM25 | None:

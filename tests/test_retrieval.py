@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_store import CONFIG, ParagraphChunker, make_document, seed_documents
 
-from rag.chunking import Chunker, split_sentences
+from rag.chunking import Chunker
 from rag.embedding import Embedder
 from rag.retrieval import HybridRetriever
 from rag.store import IndexStore, bm25_tokenize
@@ -120,28 +120,3 @@ def test_empty_index_returns_nothing(tmp_path: Path, embedder: Embedder) -> None
     store = IndexStore(tmp_path / "index", embedder)
     store.sync([], ParagraphChunker(), CONFIG)
     assert HybridRetriever(store, embedder, candidate_k=20, bm25_weight=BM25_WEIGHT).retrieve("anything", top_k=4) == []
-
-
-def test_sentence_weight_blends_in_the_best_matching_sentence(tmp_path: Path, embedder: Embedder) -> None:
-    """A question usually matches one sentence; the chunk's vector averages it with the others."""
-    text = (
-        "The harbour office opens at nine. Fishing boats unload their catch on the east quay. "
-        "The lighthouse keeper rings the fog bell at midnight. Tourists buy postcards at the kiosk."
-    )
-    store = IndexStore(tmp_path / "index", embedder)
-    store.sync([make_document("harbour.txt", text)], ParagraphChunker(), CONFIG)
-    query = "When does the lighthouse keeper ring the fog bell?"
-    q = embedder.encode([query])[0]
-    chunk_cosine = float(store.snapshot().vectors[0] @ q)
-    best_sentence = max(float(v @ q) for v in embedder.encode([text[a:b] for a, b in split_sentences(text)]))
-    assert best_sentence > chunk_cosine
-
-    def score(sentence_weight: float) -> float:
-        retriever = HybridRetriever(store, embedder, 20, bm25_weight=0.0, sentence_weight=sentence_weight)
-        [passage] = retriever.retrieve(query, top_k=1)
-        assert passage.relevance == pytest.approx(chunk_cosine, abs=1e-4)  # relevance stays the chunk's cosine
-        return passage.score
-
-    assert score(0.0) == pytest.approx(chunk_cosine, abs=1e-4)
-    assert score(1.0) == pytest.approx(best_sentence, abs=1e-3)
-    assert score(0.5) == pytest.approx((chunk_cosine + best_sentence) / 2, abs=1e-3)

@@ -12,12 +12,10 @@ import textwrap
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import SEEDS
 
 import rag.store as store_module
-from rag.chunking import split_sentences
 from rag.embedding import Embedder
 from rag.store import CURRENT, FORMAT_VERSION, IndexLockedError, IndexMismatchError, IndexMissingError, IndexStore
 from rag.types import Chunk, Document
@@ -129,23 +127,6 @@ def test_unchanged_documents_keep_their_vectors(built: IndexStore, seeds: list[D
     after = {c.chunk_id: built.snapshot().vectors[i] for i, c in enumerate(built.chunks)}
     for chunk_id, vector in before.items():
         assert (after[chunk_id] == vector).all()
-
-
-def test_every_chunk_has_its_sentence_vectors(built: IndexStore, embedder: Embedder, seeds: list[Document]) -> None:
-    """A chunk of one sentence is its own sentence vector; a longer one has one vector per sentence, in order."""
-    extra = make_document("notes/llamas.txt", "Llamas\n\nLlamas are camelids. They carry loads in the Andes.")
-    built.sync([*seeds, extra], ParagraphChunker(), CONFIG)  # an incremental sync keeps rows aligned
-    snapshot = IndexStore(built.index_dir, embedder).snapshot()
-    assert snapshot.sentence_rows.tolist() == sorted(snapshot.sentence_rows.tolist())
-    for row, chunk in enumerate(snapshot.chunks):
-        vectors = snapshot.sentence_vectors[snapshot.sentence_rows == row]
-        sentences = [chunk.text[a:b] for a, b in split_sentences(chunk.text)]
-        if len(sentences) == 1:
-            assert np.array_equal(vectors, snapshot.vectors[row : row + 1])
-        elif chunk.doc_id == extra.doc_id:
-            assert np.allclose(vectors, embedder.encode(sentences), atol=1e-5)
-        else:
-            assert len(vectors) == len(sentences)
 
 
 def test_new_bm25_parameters_rewrite_the_index_without_embedding(
