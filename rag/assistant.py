@@ -40,7 +40,7 @@ class Assistant:
         s = self.settings
         self.embedder = Embedder(s.embedding_model, s.embed_batch_size)
         self.chunker = Chunker(s.chunk_size, s.chunk_overlap)
-        self.store = IndexStore(s.index_dir, self.embedder)
+        self.store = IndexStore(s.index_dir, self.embedder, s.bm25_k1, s.bm25_b)
         self.retriever = HybridRetriever(self.store, self.embedder, s.candidate_k, s.bm25_weight)
         self.generator = Generator(s.generator_model, s.cache_dir, s.max_new_tokens, s.threads)
         self.verifier = CitationVerifier(self.embedder, s.support_threshold)
@@ -56,16 +56,35 @@ class Assistant:
         """
         started = time.perf_counter()
         documents, errors = load_documents(list(paths) or self._default_paths(), self._max_bytes)
+        report = self.index_documents(
+            documents, keep_sources=[e.path for e in errors], rebuild=rebuild, replace=replace, progress=progress
+        )
+        return IndexReport(report.sync, errors, time.perf_counter() - started)
+
+    def index_documents(
+        self,
+        documents: Sequence[Document],
+        *,
+        keep_sources: Iterable[str] = (),
+        rebuild: bool = False,
+        replace: bool = True,
+        progress: bool = False,
+    ) -> IndexReport:
+        """Index documents that did not come from files (e.g. a benchmark's paragraphs), chunked as files are.
+
+        `keep_sources` are kept as they are even with `replace` (files that failed to read this time).
+        """
+        started = time.perf_counter()
         report = self.store.sync(
-            documents,
+            list(documents),
             self.chunker,
             self._chunk_config,
-            keep_sources=[e.path for e in errors],
+            keep_sources=keep_sources,
             remove_missing=replace,
             rebuild=rebuild,
             progress=progress,
         )
-        return IndexReport(report, errors, time.perf_counter() - started)
+        return IndexReport(report, [], time.perf_counter() - started)
 
     def _default_paths(self) -> list[Path]:
         uploads = self.settings.upload_dir
@@ -111,7 +130,7 @@ class Assistant:
         def elapsed() -> float:
             return (time.perf_counter() - started) * 1000
 
-        passages = self.retriever.retrieve(retrieval_queries(question, turns), self.settings.top_k)
+        passages = self.retrieve(question, self.settings.top_k, turns)
         timings.retrieve_ms = elapsed()
 
         refusal = self._unanswerable(question, passages, turns)
@@ -122,7 +141,8 @@ class Assistant:
             return
 
         pieces: list[str] = []
-        for piece in self.generator.stream(build_messages(question, passages, turns), cancel):
+        messages = build_messages(question, passages, turns, self.settings.answer_style)
+        for piece in self.generator.stream(messages, cancel):
             if not pieces:
                 timings.first_token_ms = elapsed()
             pieces.append(piece)
@@ -140,6 +160,10 @@ class Assistant:
             yield Answer(question, ABSTAIN_TEXT, True, [], timings, passages)
             return
         yield Answer(question, verified.text, False, verified.citations, timings, passages)
+
+    def retrieve(self, question: str, top_k: int, history: Sequence[Turn] = ()) -> list[Passage]:
+        """The passages an answer to `question` would be written from; evaluations rank with this too."""
+        return self.retriever.retrieve(retrieval_queries(self.check_question(question), list(history)), top_k)
 
     def check_question(self, question: str) -> str:
         """The question as it will be asked (whitespace collapsed); raises `QuestionError` if unusable.

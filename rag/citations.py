@@ -5,6 +5,8 @@ marker at all. Support is measured per answer sentence as a blend of word eviden
 sentence's own content words, beyond the question's, occur in the passage) and meaning (the best cosine
 between the sentence and any one passage sentence), scaled by how many of the sentence's names and
 numbers the passage mentions: "LeCun proposed X" is not supported by a passage where Altman proposed X.
+A claim copied word for word from a passage (a short answer such as "three" or "17(3)") is supported
+by it outright: word overlap and meaning are weak evidence for a phrase of one or two words.
 
 A sentence citing several passages ("X, while Y [2][3]") is checked against them together. A sentence
 that only restates the question adds nothing and supports nothing. Sentences no passage supports are
@@ -65,6 +67,18 @@ def _claims(answer: str) -> list[_Claim]:
     return claims
 
 
+def _squashed(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _quotes(claim: str, passage: str) -> bool:
+    """Whether `claim` appears word for word in `passage` (ignoring case, spacing and end punctuation)."""
+    phrase = _squashed(claim).strip(" .,;:!?\"'\u201c\u201d")
+    if not re.search(r"[a-z0-9]", phrase):
+        return False
+    return re.search(rf"(?<![a-z0-9]){re.escape(phrase)}(?![a-z0-9])", _squashed(passage)) is not None
+
+
 def _with_markers(text: str, numbers: list[int]) -> str:
     tags = "".join(f"[{n}]" for n in numbers)
     punct = _TRAILING_PUNCT.search(text)
@@ -89,7 +103,9 @@ class CitationVerifier:
         self.threshold = threshold
 
     def verify(self, answer: str, passages: list[Passage], question: str = "") -> VerifiedAnswer:
-        claims = [c for c in _claims(answer) if content_stems(c.text)]
+        claims = [
+            c for c in _claims(answer) if content_stems(c.text) or any(_quotes(c.text, p.chunk.text) for p in passages)
+        ]
         if not claims or not passages:
             return VerifiedAnswer(MARKER.sub("", answer).strip(), [], False)
 
@@ -148,6 +164,12 @@ class CitationVerifier:
             for p, spans in enumerate(sentence_spans):
                 sims = similarity[i, offset : offset + len(spans)]
                 offset += len(spans)
+                text = passages[p].chunk.text
+                quoting = [span for span in spans if _quotes(claim.text, text[span[0] : span[1]])]
+                if quoting:
+                    support[i, p] = 1.0
+                    row_quotes.append(quoting[0])
+                    continue
                 best = int(np.argmax(sims))
                 row_quotes.append(spans[best])
                 if not novel:  # it only restates the question

@@ -17,6 +17,7 @@ from rag.assistant import Assistant, IndexReport, QuestionError
 from rag.evaluation import EvalSetError
 from rag.models import ModelError
 from rag.settings import Settings
+from rag.squad import load_squad, run_squad
 from rag.store import IndexStoreError
 from rag.types import Answer, Turn
 
@@ -69,7 +70,28 @@ def _parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="verify and convert the models now, with progress")
     prepare.add_argument("--model", help="generator to prepare (default: the configured one)")
     prepare.set_defaults(run=_prepare)
+
+    suites = evaluate.add_subparsers(dest="suite", metavar="SUITE")
+    squad = suites.add_parser("squad", help="SQuAD 2.0: paragraph retrieval, answer EM/F1, abstention")
+    squad.add_argument("path", metavar="PATH", help="a SQuAD 2.0 JSON file")
+    squad.add_argument("--articles", help="articles to use, 1-based, e.g. 1-8 or 1,3,5-7 (default: all)")
+    squad.add_argument(
+        "--limit", type=_count, help="answer a fixed random sample of N questions (default: all; 0: retrieval only)"
+    )
+    squad.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default: 0)")
+    squad.add_argument("--json", metavar="FILE", help="also write the metrics to FILE as JSON")
+    squad.add_argument(
+        "--answer-style", choices=["short", "sentence"], default="short", help="answer prompt (default: short)"
+    )
+    squad.set_defaults(run=_eval_squad)
     return parser
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
 
 
 def _index(assistant: Assistant, args: argparse.Namespace) -> int:
@@ -153,6 +175,19 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
         if failures:
             return 1
         print(f"Eval gate passed ({args.gate})")
+    return 0
+
+
+def _eval_squad(assistant: Assistant, args: argparse.Namespace) -> int:
+    squad = load_squad(args.path, args.articles)
+    report = run_squad(
+        squad, assistant.settings, limit=args.limit, seed=args.seed, answer_style=args.answer_style, progress=True
+    )
+    print(report.table())
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

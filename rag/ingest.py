@@ -234,12 +234,12 @@ def _load_file(path: Path, shown: str, max_bytes: int) -> Document:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise _Skip(_NO_TEXT.get(extension, "no text: the file holds only whitespace"))
-    return Document(
-        doc_id=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16],
-        title=_clean_title(title) or path.stem,
-        source=shown,
-        text=text,
-    )
+    return Document(doc_id=document_id(text), title=_clean_title(title) or path.stem, source=shown, text=text)
+
+
+def document_id(text: str) -> str:
+    """A content hash: an edited document gets a new id, so the index knows to re-embed it."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN_PLUS
@@ -62,8 +63,13 @@ def english_stemmer() -> Stemmer.Stemmer:
     return stemmer
 
 
+def fold_accents(text: str) -> str:
+    """Drop accents ("Maizière" -> "Maiziere"): people type names without them, and words are ASCII here."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
 def words(text: str) -> list[str]:
-    return [_POSSESSIVE.sub("", w) for w in _WORD.findall(text)]
+    return [_POSSESSIVE.sub("", w) for w in _WORD.findall(fold_accents(text))]
 
 
 def content_stems(text: str) -> set[str]:
@@ -90,4 +96,5 @@ def salient_terms(question: str) -> list[str]:
 
 
 def mentions(text: str, term: str) -> bool:
-    return re.search(rf"(?<![A-Za-z0-9]){re.escape(term)}", text, flags=re.IGNORECASE) is not None
+    pattern = rf"(?<![A-Za-z0-9]){re.escape(fold_accents(term))}"
+    return re.search(pattern, fold_accents(text), flags=re.IGNORECASE) is not None

@@ -5,25 +5,38 @@ from __future__ import annotations
 import re
 
 from rag.citations import MARKER
-from rag.types import Passage, Turn
+from rag.types import AnswerStyle, Passage, Turn
 
 ABSTAIN_TEXT = "The documents don't say."
 
-SYSTEM_PROMPT = (
-    "You answer questions using only the numbered passages you are given. "
-    "Write the answer itself in one or two short sentences, in your own words or quoting the passage, "
-    "and end every sentence with the number of the passage that supports it, like [1] or [2][3]. "
-    "Do not talk about the passages or the articles themselves. "
-    "If the passages do not say what the question asks (or say it about someone else), reply exactly: "
-    + ABSTAIN_TEXT
-    + "\n\nExample of the form of an answer:\n"
-    "Question: Where did the company open its new office?\n"
-    "Answer: It opened the new office in Lyon, next to its factory [2]."
-)
+SYSTEM_PROMPTS: dict[AnswerStyle, str] = {
+    "sentence": (
+        "You answer questions using only the numbered passages you are given. "
+        "Write the answer itself in one or two short sentences, in your own words or quoting the passage, "
+        "and end every sentence with the number of the passage that supports it, like [1] or [2][3]. "
+        "Do not talk about the passages or the articles themselves. "
+        "If the passages do not say what the question asks (or say it about someone else), reply exactly: "
+        + ABSTAIN_TEXT
+        + "\n\nExample of the form of an answer:\n"
+        "Question: Where did the company open its new office?\n"
+        "Answer: It opened the new office in Lyon, next to its factory [2]."
+    ),
+    # Extractive QA (SQuAD) scores a span against a span: a sentence around the right words loses F1.
+    "short": (
+        "You answer questions using only the numbered passages you are given. "
+        "Reply with only the shortest exact phrase from a passage that answers the question "
+        "(a name, a number, a date or a few words), copied word for word, not a sentence. "
+        "Follow it with the number of that passage, like: 1066 [2] "
+        "If the passages do not contain the answer, reply exactly: " + ABSTAIN_TEXT
+    ),
+}
 
 # Repeated after the question: small models follow the last instruction best (without it they may
 # answer "On which podcast...?" with a bare "[2]").
-ANSWER_REMINDER = "Answer in words, not only with a passage number; end each sentence with its passage number."
+ANSWER_REMINDERS: dict[AnswerStyle, str] = {
+    "sentence": "Answer in words, not only with a passage number; end each sentence with its passage number.",
+    "short": "Reply with the exact phrase from the passage, then its passage number.",
+}
 
 _DECLINES = re.compile(
     r"documents? (?:do not|don't|does not|doesn't) (?:say|mention|contain|specify|provide|state)"
@@ -52,11 +65,14 @@ def retrieval_queries(question: str, history: list[Turn]) -> list[str]:
     return [f"{last.question} {strip_markers(last.answer)} {question}", question]
 
 
-def build_messages(question: str, passages: list[Passage], history: list[Turn]) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+def build_messages(
+    question: str, passages: list[Passage], history: list[Turn], style: AnswerStyle = "sentence"
+) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": SYSTEM_PROMPTS[style]}]
     for turn in history:
         messages.append({"role": "user", "content": turn.question})
         messages.append({"role": "assistant", "content": strip_markers(turn.answer)})
     numbered = "\n\n".join(f"[{i}] {p.title}\n{p.chunk.text}" for i, p in enumerate(passages, start=1))
-    messages.append({"role": "user", "content": f"Passages:\n\n{numbered}\n\nQuestion: {question}\n{ANSWER_REMINDER}"})
+    prompt = f"Passages:\n\n{numbered}\n\nQuestion: {question}\n{ANSWER_REMINDERS[style]}"
+    messages.append({"role": "user", "content": prompt})
     return messages

@@ -2,7 +2,10 @@
 
 Dense search finds paraphrases, BM25 finds exact names and rare terms. Fusing scores (BM25 scaled by
 the query's best BM25 score, plus cosine) keeps how much better the top hit is, which rank fusion throws
-away: on SQuAD dev articles 1-8 it raised MRR@10 from 0.844 (RRF) to 0.879 and R@5 from 0.950 to 0.959.
+away. BM25 uses k1=0.9, b=0.4 (Anserini's passage defaults) rather than bm25s's 1.5 and 0.75.
+
+Gold-paragraph retrieval on SQuAD 2.0 dev articles 1-8 (1,278 answerable questions, `rag eval squad`):
+rank fusion MRR@10 0.852 / R@5 0.959; score fusion 0.888 / 0.963; with k1=0.9, b=0.4 0.894 / 0.967.
 """
 
 from __future__ import annotations

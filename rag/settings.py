@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from rag.types import AnswerStyle
+
 CONFIG_ENV = "RAG_CONFIG"
 DEFAULT_CONFIG_FILE = "rag.toml"
 
@@ -61,10 +63,16 @@ class Settings(BaseSettings):
     top_k: int = Field(default=4, ge=1, le=20)
     candidate_k: int = Field(default=20, ge=1)
     bm25_weight: float = Field(default=0.4, ge=0, le=1, description="Share of BM25 in the fused score.")
+    bm25_k1: float = Field(default=0.9, gt=0, description="BM25 term-frequency saturation (Anserini's default).")
+    bm25_b: float = Field(default=0.4, ge=0, le=1, description="BM25 length normalisation (Anserini's default).")
     embed_batch_size: int = Field(default=32, ge=1)
 
     # Generation
     max_new_tokens: int = Field(default=96, ge=8)
+    answer_style: AnswerStyle = Field(
+        default="sentence",
+        description="sentence: cited sentences for people; short: only the exact phrase that answers (benchmarks).",
+    )
     history_turns: int = Field(default=3, ge=0)
     max_question_chars: int = Field(default=2000, ge=10)
 

@@ -29,7 +29,7 @@ from rag.embedding import Embedder
 from rag.lexical import english_stemmer
 from rag.types import Chunk, Document
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the BM25 parameters are in the manifest
 CURRENT = "CURRENT"
 LOCK_FILE = ".lock"
 GENERATION_PREFIX = "gen-"
@@ -88,6 +88,7 @@ class Manifest:
     chunk_config: dict[str, Any]
     created: str
     documents: tuple[ManifestDocument, ...]
+    bm25: dict[str, float] = field(default_factory=dict)  # k1 and b the BM25 index was built with
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2)
@@ -160,11 +161,15 @@ class _Entry:
 
 
 class IndexStore:
-    """Reads the current generation lazily and writes new ones; one writer at a time."""
+    """Reads the current generation lazily and writes new ones; one writer at a time.
 
-    def __init__(self, index_dir: Path, embedder: Embedder) -> None:
+    `bm25_k1` and `bm25_b` (term-frequency saturation and length normalisation) default to bm25s's own.
+    """
+
+    def __init__(self, index_dir: Path, embedder: Embedder, bm25_k1: float = 1.5, bm25_b: float = 0.75) -> None:
         self.index_dir = Path(index_dir)
         self.embedder = embedder
+        self.bm25_params = {"k1": bm25_k1, "b": bm25_b}
         self._snapshot: IndexSnapshot | None = None
         self._load_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -277,7 +282,8 @@ class IndexStore:
 
         Sources absent from `documents` are dropped when `remove_missing`, except `keep_sources`
         (files that failed to read this time keep their previous version). `rebuild` ignores the
-        stored vectors and model, re-embedding every document, e.g. after changing the model.
+        stored vectors and model, re-embedding every document, e.g. after changing the model. New BM25
+        parameters rewrite the index without re-embedding anything.
         """
         incoming: dict[str, Document] = {}
         for doc in documents:
@@ -289,8 +295,9 @@ class IndexStore:
 
         with self._writer():
             self._remove_generations(except_for=self._current_name())
-            previous, stored_config = self._previous_entries(rebuild)
-            reusable = stored_config == chunk_config
+            previous, stored = self._previous_entries(rebuild)
+            reusable = stored is not None and stored.chunk_config == chunk_config
+            bm25_current = stored is not None and stored.bm25 == self.bm25_params
             entries: dict[str, _Entry] = {}
             for source, doc in incoming.items():
                 old = previous.get(source)
@@ -312,7 +319,7 @@ class IndexStore:
                     report.unchanged.append(source)
                     entries[source] = old
 
-            if reusable and not (report.added or report.changed or report.removed):
+            if reusable and bm25_current and not (report.added or report.changed or report.removed):
                 return report
             if not reusable:
                 entries = {s: _Entry(e.document, [], None) for s, e in entries.items()}
@@ -338,8 +345,8 @@ class IndexStore:
                 finally:
                     fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _previous_entries(self, rebuild: bool) -> tuple[dict[str, _Entry], dict[str, Any] | None]:
-        """Stored documents by source, and the chunk config their vectors were made with (None: not reusable).
+    def _previous_entries(self, rebuild: bool) -> tuple[dict[str, _Entry], Manifest | None]:
+        """Stored documents by source, and the manifest saying how they were indexed (None: not reusable).
 
         On rebuild the old index may be from another model or corrupt: only its documents are
         wanted (to honour keep_sources), and if they cannot be read there is nothing to keep.
@@ -356,7 +363,7 @@ class IndexStore:
         snap = self._snapshot if self._snapshot is not None and self._snapshot.generation == name else None
         snap = snap or self._read_generation(name)
         entries = {doc.source: _Entry(doc, chunks, vectors) for doc, chunks, vectors in snap.chunk_groups()}
-        return entries, snap.manifest.chunk_config
+        return entries, snap.manifest
 
     def _embed(self, entries: Iterable[_Entry], chunker: SupportsSplit, progress: bool) -> int:
         """Chunk and embed every entry lacking vectors, in one batch; returns how many chunks were embedded."""
@@ -382,6 +389,7 @@ class IndexStore:
             documents=tuple(
                 ManifestDocument(e.document.doc_id, e.document.source, e.document.title, len(e.chunks)) for e in entries
             ),
+            bm25=dict(self.bm25_params),
         )
         chunks = [c for e in entries for c in e.chunks]
         vectors = np.concatenate(
@@ -389,7 +397,7 @@ class IndexStore:
         ).astype(np.float32, copy=False)
         dense = faiss.IndexFlatIP(dim)
         dense.add(vectors)
-        bm25 = _build_bm25(chunks, progress)
+        bm25 = _build_bm25(chunks, self.bm25_params, progress)
 
         name = self._next_generation_name()
         path = self.index_dir / name
@@ -444,11 +452,11 @@ def _checked_chunks(document: Document, chunks: list[Chunk]) -> list[Chunk]:
     return chunks
 
 
-def _build_bm25(chunks: list[Chunk], progress: bool) -> bm25s.BM25 | None:
+def _build_bm25(chunks: list[Chunk], params: dict[str, float], progress: bool) -> bm25s.BM25 | None:
     tokens = bm25_tokenize([c.text for c in chunks])
     if not any(tokens):
         return None
-    bm25 = bm25s.BM25()
+    bm25 = bm25s.BM25(k1=params["k1"], b=params["b"])
     bm25.index(tokens, show_progress=progress)
     return bm25
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+AnswerStyle = Literal["sentence", "short"]  # how answers are worded; see rag.prompts.SYSTEM_PROMPTS
 
 
 @dataclass(frozen=True)

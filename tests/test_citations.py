@@ -7,6 +7,7 @@ from rag.chunking import Chunker
 from rag.citations import CitationVerifier
 from rag.embedding import Embedder
 from rag.ingest import load_documents
+from rag.lexical import content_stems
 from rag.settings import Settings
 from rag.types import Document, Passage
 
@@ -147,3 +148,28 @@ def test_names_count_in_the_title_the_model_was_shown(
         "What does LeCun want?",
     )
     assert result.supported and [c.n for c in result.citations] == [2]
+
+
+@pytest.mark.parametrize(
+    ("answer", "quoted"),
+    [("Chief AI Scientist [1]", "Chief AI Scientist"), ("the chief AI scientist [1].", "Chief AI Scientist")],
+)
+def test_a_phrase_copied_from_the_passage_is_supported(
+    verifier: CitationVerifier, passages: list[Passage], answer: str, quoted: str
+) -> None:
+    result = verifier.verify(answer, passages, "What is LeCun's role?")
+    assert result.supported, result
+    [citation] = result.citations
+    assert citation.n == 1
+    assert quoted in passages[0].chunk.text[citation.quote_start - citation.start : citation.quote_end - citation.start]
+
+
+def test_a_copied_phrase_of_stopwords_only_is_still_a_claim(embedder: Embedder) -> None:
+    """Short answers such as "both" or "more" have no content word; being the passage's own words is enough."""
+    document = Document("d1", "Engines", "engines.txt", "Both engines failed during the second test flight.")
+    chunk = Chunker(700, 150).split(document)[0]
+    passage = Passage(chunk=chunk, title=document.title, source=document.source, score=1.0, relevance=0.5)
+    verifier = CitationVerifier(embedder, threshold=Settings().support_threshold)
+    assert not content_stems("both") and not content_stems("few")
+    assert verifier.verify("Both [1]", [passage], "Which engines failed?").supported
+    assert not verifier.verify("few [1]", [passage], "Which engines failed?").supported

@@ -203,3 +203,37 @@ def test_html_report_escapes_answers_and_draws_both_plots() -> None:
     page = render_html(report)
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert page.count("<svg") == 2
+
+
+def test_cli_runs_a_question_set_and_its_gate_end_to_end_with_the_tiny_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole command: its own index, every answer, the table, JSON and HTML, and the gate's exit code."""
+    from rag.cli import main
+
+    questions = json.loads(SEED_SET.read_text(encoding="utf-8"))
+    questions["questions"] = [q for q in questions["questions"] if q["id"] in ("fact-01", "unans-09")]
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "seeds").symlink_to(SEEDS)
+    question_file = tmp_path / "eval" / "two.json"
+    question_file.write_text(json.dumps(questions), encoding="utf-8")
+    gate = tmp_path / "eval" / "gate.toml"
+    gate.write_text('questions = ["unans-09"]\n[minimum]\nabstention_recall = 1.0\n', encoding="utf-8")
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_GENERATOR_MODEL", "smollm2-135m")
+    out = tmp_path / "out"
+
+    args = ["eval", "--questions", str(question_file), "--json", str(out / "r.json"), "--html", str(out / "r.html")]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "answer correctness" in printed and "abstention recall" in printed
+    report = json.loads((out / "r.json").read_text(encoding="utf-8"))
+    assert report["metrics"]["n"] == 2 and [q["id"] for q in report["questions"]] == ["fact-01", "unans-09"]
+    assert report["questions"][1]["abstained"]  # the capital of Australia is not in the seeds
+    assert (out / "r.html").read_text(encoding="utf-8").count("<svg") == 2
+    assert (tmp_path / "index" / "eval-seeds").is_dir()  # its own index, not the user's
+
+    assert main([*args, "--gate", str(gate)]) == 0
+    gate.write_text('questions = ["fact-01"]\n[maximum]\nfalse_abstention = -1\n', encoding="utf-8")
+    assert main([*args, "--gate", str(gate)]) == 1
+    assert "eval gate failed: false_abstention" in capsys.readouterr().err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.lexical import content_stems, mentions, salient_terms
+from rag.lexical import content_stems, fold_accents, mentions, salient_terms
 
 
 @pytest.mark.parametrize(
@@ -30,3 +30,12 @@ def test_mentions_match_from_a_word_start() -> None:
 def test_content_stems_meet_across_word_forms() -> None:
     assert content_stems("LeCun proposed") == content_stems("lecun proposes")
     assert content_stems("what is the") == set()
+
+
+def test_accents_do_not_hide_a_name() -> None:
+    passage = "Thomas de Maizière serves as Federal Minister of the Interior."
+    assert fold_accents("Maizière, Ångström, café") == "Maiziere, Angstrom, cafe"
+    assert mentions(passage, "Maiziere")
+    assert mentions(passage, "Maizière")
+    assert salient_terms("What role does Thomas de Maiziere have?") == ["Thomas", "Maiziere"]
+    assert content_stems("Maizière") == content_stems("Maiziere") == {"maizier"}

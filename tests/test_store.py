@@ -17,7 +17,7 @@ from conftest import SEEDS
 
 import rag.store as store_module
 from rag.embedding import Embedder
-from rag.store import CURRENT, IndexLockedError, IndexMismatchError, IndexMissingError, IndexStore
+from rag.store import CURRENT, FORMAT_VERSION, IndexLockedError, IndexMismatchError, IndexMissingError, IndexStore
 from rag.types import Chunk, Document
 
 CONFIG = {"chunk_size": 700, "chunk_overlap": 0}
@@ -95,7 +95,7 @@ def test_build_writes_a_complete_generation(built: IndexStore, seeds: list[Docum
     for chunk in fresh.chunks:
         assert fresh.document(chunk.doc_id).text[chunk.start : chunk.end] == chunk.text
     generation = built.index_dir / current_generation(built.index_dir)
-    assert json.loads((generation / "manifest.json").read_text())["format_version"] == 1
+    assert json.loads((generation / "manifest.json").read_text())["format_version"] == FORMAT_VERSION
     assert [p.name for p in built.index_dir.glob("gen-*")] == [generation.name]
 
 
@@ -127,6 +127,20 @@ def test_unchanged_documents_keep_their_vectors(built: IndexStore, seeds: list[D
     after = {c.chunk_id: built.snapshot().vectors[i] for i, c in enumerate(built.chunks)}
     for chunk_id, vector in before.items():
         assert (after[chunk_id] == vector).all()
+
+
+def test_new_bm25_parameters_rewrite_the_index_without_embedding(
+    built: IndexStore, embedder: Embedder, seeds: list[Document]
+) -> None:
+    before = current_generation(built.index_dir)
+    retuned = IndexStore(built.index_dir, embedder, bm25_k1=0.9, bm25_b=0.4)
+    report = retuned.sync(seeds, ParagraphChunker(), CONFIG)
+    assert report.embedded_chunks == 0
+    assert current_generation(built.index_dir) != before
+    assert retuned.manifest.bm25 == {"k1": 0.9, "b": 0.4}
+    assert (retuned.snapshot().bm25.k1, retuned.snapshot().bm25.b) == (0.9, 0.4)
+    assert retuned.sync(seeds, ParagraphChunker(), CONFIG).embedded_chunks == 0
+    assert current_generation(built.index_dir) == current_generation(retuned.index_dir)
 
 
 def test_added_document_is_the_only_one_embedded(built: IndexStore, seeds: list[Document]) -> None:
