@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     bm25_weight: float = Field(default=0.4, ge=0, le=1, description="Share of BM25 in the fused score.")
     embed_batch_size: int = Field(default=32, ge=1)
     ivf_min_chunks: int = Field(
-        default=200_000, ge=1, description="From this many chunks on, dense search is IVF instead of exact (rag bench)."
+        default=50_000, ge=1, description="From this many chunks on, dense search is IVF instead of exact (rag bench)."
     )
     ivf_nprobe: int = Field(default=32, ge=1, description="IVF lists searched per query: recall against speed.")
 

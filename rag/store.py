@@ -163,9 +163,7 @@ class _Entry:
 class IndexStore:
     """Reads the current generation lazily and writes new ones; one writer at a time."""
 
-    def __init__(
-        self, index_dir: Path, embedder: Embedder, ivf_min_chunks: int = 200_000, ivf_nprobe: int = 32
-    ) -> None:
+    def __init__(self, index_dir: Path, embedder: Embedder, ivf_min_chunks: int = 50_000, ivf_nprobe: int = 32) -> None:
         self.index_dir = Path(index_dir)
         self.embedder = embedder
         self.ivf_min_chunks = ivf_min_chunks

@@ -40,4 +40,4 @@ def test_nprobe_is_capped_by_the_lists_and_ignored_by_exact_indexes() -> None:
 
 def test_ivf_lists_grow_with_the_corpus() -> None:
     assert ivf_lists(1) == 1
-    assert ivf_lists(1_000_000) == 1024
+    assert ivf_lists(1_000_000) == 2048
