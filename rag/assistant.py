@@ -38,11 +38,18 @@ class Assistant:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         s = self.settings
-        self.embedder = Embedder(s.embedding_model, s.embed_batch_size)
+        self.embedder = Embedder(s.embedding_model, s.embed_batch_size, s.embedding_dtype)
         self.chunker = Chunker(s.chunk_size, s.chunk_overlap)
-        self.store = IndexStore(s.index_dir, self.embedder, s.bm25_k1, s.bm25_b)
+        self.store = IndexStore(s.index_dir, self.embedder, s.bm25_k1, s.bm25_b, s.ivf_min_chunks, s.ivf_nprobe)
         self.retriever = HybridRetriever(self.store, self.embedder, s.candidate_k, s.bm25_weight)
-        self.generator = Generator(s.generator_model, s.cache_dir, s.max_new_tokens, s.threads)
+        self.generator = Generator(
+            s.generator_model,
+            s.cache_dir,
+            s.max_new_tokens,
+            s.threads,
+            s.generator_quantization,
+            s.prompt_lookup_tokens,
+        )
         self.verifier = CitationVerifier(self.embedder, s.support_threshold)
 
     # ---- documents -----------------------------------------------------------------------

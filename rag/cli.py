@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
         "--answer-style", choices=["short", "sentence"], default="short", help="answer prompt (default: short)"
     )
     squad.set_defaults(run=_eval_squad)
+
+    bench = commands.add_parser("bench", help="measure every stage side by side; writes docs/BENCHMARKS.md")
+    bench.add_argument("--reps", type=int, default=3, help="interleaved rounds per measurement")
+    bench.add_argument("--sections", nargs="+", help="machine generation embedding retrieval end-to-end (default: all)")
+    bench.add_argument("--output", default="docs/BENCHMARKS.md", help="Markdown report ('-' for stdout only)")
+    bench.set_defaults(run=_bench)
     return parser
 
 
@@ -122,6 +128,20 @@ def _prepare(assistant: Assistant, args: argparse.Namespace) -> int:
     assistant.embedder.encode(["warm up"])
     assistant.generator.load()
     print(f"Ready: {assistant.settings.embedding_model}, {assistant.settings.generator_model}", file=sys.stderr)
+    return 0
+
+
+def _bench(assistant: Assistant, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rag.bench import SECTIONS, run_bench
+
+    sections = tuple(args.sections or SECTIONS)
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown bench sections {sorted(unknown)}; choose from {' '.join(SECTIONS)}")
+    text = run_bench(assistant.settings, None if args.output == "-" else Path(args.output), args.reps, sections)
+    print(text)
     return 0
 
 

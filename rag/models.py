@@ -215,3 +215,13 @@ def _prepare_from_gguf(gguf_path: Path, sha256: str, target: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"Prepared {target}", file=sys.stderr, flush=True)
     return target
+
+
+def generator_gguf(name: str, cache_dir: Path) -> Path | None:
+    """The GGUF file a generator was prepared from, for other runtimes (llama.cpp); None for a model folder."""
+    if name not in REGISTRY:
+        path = Path(name).expanduser()
+        return path if path.is_file() and path.suffix == ".gguf" else None
+    model = REGISTRY[name]
+    generator_model_dir(name, cache_dir)  # verifies the parts and assembles a split GGUF on first use
+    return packaged_files(model)[0] if len(model.parts) == 1 else cache_dir / "gguf" / f"{model.name}.gguf"

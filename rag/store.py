@@ -25,6 +25,7 @@ import bm25s
 import faiss
 import numpy as np
 
+from rag.dense import build_dense_index, set_nprobe
 from rag.embedding import Embedder
 from rag.lexical import english_stemmer
 from rag.types import Chunk, Document
@@ -163,13 +164,24 @@ class _Entry:
 class IndexStore:
     """Reads the current generation lazily and writes new ones; one writer at a time.
 
-    `bm25_k1` and `bm25_b` (term-frequency saturation and length normalisation) default to bm25s's own.
+    `bm25_k1` and `bm25_b` (term-frequency saturation and length normalisation) default to bm25s's own;
+    from `ivf_min_chunks` chunks on, dense search is approximate (IVF, `ivf_nprobe` lists per query).
     """
 
-    def __init__(self, index_dir: Path, embedder: Embedder, bm25_k1: float = 1.5, bm25_b: float = 0.75) -> None:
+    def __init__(
+        self,
+        index_dir: Path,
+        embedder: Embedder,
+        bm25_k1: float = 1.5,
+        bm25_b: float = 0.75,
+        ivf_min_chunks: int = 50_000,
+        ivf_nprobe: int = 32,
+    ) -> None:
         self.index_dir = Path(index_dir)
         self.embedder = embedder
         self.bm25_params = {"k1": bm25_k1, "b": bm25_b}
+        self.ivf_min_chunks = ivf_min_chunks
+        self.ivf_nprobe = ivf_nprobe
         self._snapshot: IndexSnapshot | None = None
         self._load_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -256,13 +268,15 @@ class IndexStore:
         bm25 = None
         if (path / BM25_DIR).is_dir():
             bm25 = bm25s.BM25.load(str(path / BM25_DIR), show_progress=False)
+        dense = faiss.read_index(str(path / DENSE))
+        set_nprobe(dense, self.ivf_nprobe)
         return IndexSnapshot(
             generation=name,
             manifest=manifest,
             documents=tuple(Document(**r) for r in _read_jsonl(path / DOCUMENTS)),
             chunks=tuple(Chunk(**r) for r in _read_jsonl(path / CHUNKS)),
             vectors=np.load(path / VECTORS),
-            dense=faiss.read_index(str(path / DENSE)),
+            dense=dense,
             bm25=bm25,
         )
 
@@ -395,8 +409,7 @@ class IndexStore:
         vectors = np.concatenate(
             [np.zeros((0, dim), dtype=np.float32)] + [e.vectors for e in entries if e.vectors is not None]
         ).astype(np.float32, copy=False)
-        dense = faiss.IndexFlatIP(dim)
-        dense.add(vectors)
+        dense = build_dense_index(vectors, self.ivf_min_chunks, self.ivf_nprobe)
         bm25 = _build_bm25(chunks, self.bm25_params, progress)
 
         name = self._next_generation_name()

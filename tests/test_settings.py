@@ -45,7 +45,15 @@ def test_missing_explicit_config_is_an_error(monkeypatch: pytest.MonkeyPatch, tm
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"top_k": 0}, {"chunk_size": 300, "chunk_overlap": 300}, {"support_threshold": 1.5}, {"no_such_setting": 1}],
+    [
+        {"top_k": 0},
+        {"chunk_size": 300, "chunk_overlap": 300},
+        {"support_threshold": 1.5},
+        {"no_such_setting": 1},
+        {"generator_quantization": "int3"},
+        {"embedding_dtype": "float16"},
+        {"prompt_lookup_tokens": -1},
+    ],
 )
 def test_invalid_values_are_refused(overrides: dict[str, object]) -> None:
     with pytest.raises((ValidationError, ValueError)):

@@ -1,0 +1,41 @@
+"""`rag bench` runs every section on the tiny generator and writes one Markdown report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import SEEDS
+
+from rag.bench import Series, run_bench
+from rag.cli import main
+from rag.embedding import Embedder
+from rag.settings import Settings
+
+
+def test_series_cells_show_median_min_max() -> None:
+    assert Series([3.0, 1.0, 2.0]).cell(1) == "2.0 [1.0, 3.0]"
+    assert Series().cell() == "n/a"
+
+
+def test_report_has_every_section(tmp_path: Path) -> None:
+    settings = Settings(default_corpus=SEEDS, generator_model="smollm2-135m", max_new_tokens=8, ivf_min_chunks=2000)
+    output = tmp_path / "BENCHMARKS.md"
+    text = run_bench(settings, output, reps=1, sizes=(3000,))
+    assert output.read_text(encoding="utf-8") == text
+    for heading in ("## Machine", "## Generation", "## Embedding", "## End to end", "## Retrieval at scale"):
+        assert heading in text
+    assert "| baseline |" in text and "| shipped |" in text
+    assert "IVF" in text  # 3000 synthetic chunks are above ivf_min_chunks
+
+
+def test_bf16_embeddings_are_unit_vectors_close_to_float32(embedder: Embedder) -> None:
+    texts = ["What did LeCun propose in Paris?", "The canteen is closed on Fridays."]
+    fast = Embedder(embedder.model_name, dtype="bfloat16").encode(texts)
+    assert abs(float((fast * fast).sum(axis=1).min()) - 1) < 1e-5
+    assert float((fast * embedder.encode(texts)).sum(axis=1).min()) > 0.99
+
+
+def test_unknown_bench_section_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--sections", "nonsense"]) == 2
+    assert "unknown bench sections" in capsys.readouterr().err
