@@ -210,6 +210,14 @@ def peak_rss_gib(settings_json: str, variant: str) -> float:
         "".join(_llama_stream(llama, messages, settings.max_new_tokens))
     else:
         "".join(assistant.generator.stream(messages))
+    return _high_water_rss_gib()
+
+
+def _high_water_rss_gib() -> float:
+    """VmHWM of this process; unlike ru_maxrss it is not inherited from the parent that forked it."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
@@ -510,6 +518,10 @@ def run_bench(
     sizes: tuple[int, ...] = SYNTHETIC_SIZES,
 ) -> str:
     """Run the chosen sections on the seeds corpus (indexed into a temporary folder) and return the Markdown."""
+    import torch
+
+    if settings.threads:  # before the machine section, so its GEMM rate is the one generation gets
+        torch.set_num_threads(settings.threads)
     report = Report()
     report.add(
         "# Benchmarks",

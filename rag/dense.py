@@ -1,7 +1,7 @@
 """The FAISS index for the chunk vectors, exact or inverted-file depending on how many there are.
 
 Exact inner-product search reads every vector per query: ~1.5 GB at 1M chunks of 384 floats,
-~200 ms on two cores (35 ms at 100k), so from `ivf_min_rows` on an IVF index searches only the
+~100 ms on one core (11 ms at 100k), so from `ivf_min_rows` on an IVF index searches only the
 `nprobe` lists nearest the query (recall@10 against exact search is measured by `rag bench`).
 IVF rather than HNSW because it builds in about a minute at 1M on two cores, not tens of minutes,
 and keeps only the vectors and their list ids in memory.
