@@ -18,7 +18,7 @@ from rag.evaluation import EvalSetError
 from rag.models import ModelError
 from rag.settings import Settings
 from rag.squad import load_squad, run_squad
-from rag.store import IndexStoreError
+from rag.store import IndexMismatchError, IndexStoreError
 from rag.types import Answer, Turn
 
 
@@ -178,7 +178,10 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
     if gate:
         question_set = question_set.subset(gate.questions)
     evaluator = Assistant(eval_settings(assistant.settings, question_set))
-    _print_index_report(evaluator.index(progress=True))
+    try:
+        _print_index_report(evaluator.index(progress=True))
+    except IndexMismatchError:  # an eval index from an older format: it is ours to rebuild
+        _print_index_report(evaluator.index(rebuild=True, progress=True))
     report = run_question_set(evaluator, question_set, progress=True)
     results = Path("eval/results")
     json_path = args.json or results / f"{report.name}{'-gate' if gate else ''}.json"
