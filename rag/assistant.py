@@ -91,7 +91,7 @@ class Assistant:
             rebuild=rebuild,
             progress=progress,
         )
-        return IndexReport(report, [], time.perf_counter() - started)
+        return IndexReport(report, seconds=time.perf_counter() - started)
 
     def _default_paths(self) -> list[Path]:
         uploads = self.settings.upload_dir

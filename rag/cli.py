@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import get_args
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -19,7 +20,7 @@ from rag.models import ModelError
 from rag.settings import Settings
 from rag.squad import load_squad, run_squad
 from rag.store import IndexMismatchError, IndexStoreError
-from rag.types import Answer, Turn
+from rag.types import Answer, AnswerStyle, Turn
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     squad.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default: 0)")
     squad.add_argument("--json", metavar="FILE", help="also write the metrics to FILE as JSON")
     squad.add_argument(
-        "--answer-style", choices=["short", "sentence"], default="short", help="answer prompt (default: short)"
+        "--answer-style", choices=get_args(AnswerStyle), default="short", help="answer prompt (default: short)"
     )
     squad.set_defaults(run=_eval_squad)
 
