@@ -11,6 +11,7 @@ from pathlib import Path
 from rag.chunking import Chunker
 from rag.citations import CitationVerifier
 from rag.embedding import Embedder
+from rag.excerpts import PassageTrimmer
 from rag.generation import Generator
 from rag.ingest import load_documents
 from rag.lexical import content_stems, mentions, salient_terms
@@ -50,6 +51,7 @@ class Assistant:
             s.generator_quantization,
             s.prompt_lookup_tokens,
         )
+        self.trimmer = PassageTrimmer(self.embedder, s.excerpt_chars)
         self.verifier = CitationVerifier(self.embedder, s.support_threshold)
 
     # ---- documents -----------------------------------------------------------------------
@@ -111,9 +113,15 @@ class Assistant:
     # ---- questions -----------------------------------------------------------------------
 
     def warm_up(self) -> None:
-        """Load the index and both models now, so the first question is answered at full speed."""
+        """Load the index and both models and start one answer, so the first question is answered at full speed.
+
+        The first forward passes of a process are slow (kernel set-up), and the system prompt's cached
+        keys and values are computed on first use.
+        """
         self.retriever.retrieve("warm up", 1)
-        self.generator.load()
+        first_piece = self.generator.stream(build_messages("warm up", [], [], self.settings.answer_style))
+        next(first_piece, None)
+        first_piece.close()
 
     def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
         for event in self.ask_stream(question, history):
@@ -147,6 +155,7 @@ class Assistant:
             yield Answer(question, refusal, True, [], timings, passages)
             return
 
+        passages = self.trimmer.trim(retrieval_queries(question, turns)[0], passages)
         pieces: list[str] = []
         messages = build_messages(question, passages, turns, self.settings.answer_style)
         for piece in self.generator.stream(messages, cancel):

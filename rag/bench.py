@@ -32,6 +32,7 @@ from rag.generation import Generator
 from rag.models import generator_gguf
 from rag.prompts import build_messages
 from rag.settings import Settings
+from rag.types import Answer
 
 LECUN = "What did LeCun propose in Paris?"
 GENERATION_QUESTIONS = (LECUN, "What did Meta announce about its next AI models?", "Who owns PyTorch now?")
@@ -160,7 +161,7 @@ def _timed(pieces: Iterator[str], count_tokens: Callable[[str], int]) -> Run:
 
 @contextmanager
 def _variant(generator: Generator, name: str) -> Iterator[None]:
-    """`baseline`: bf16 weights, no prompt lookup (plain transformers generate); `no-lookup`: shipped minus lookup."""
+    """`baseline`: bf16 weights (streamed by `_transformers_stream`); `no-lookup`: shipped minus prompt lookup."""
     from rag.quantization import bf16_only
 
     _, model = generator._loaded
@@ -175,6 +176,42 @@ def _variant(generator: Generator, name: str) -> Iterator[None]:
             yield
     finally:
         generator.prompt_lookup_tokens = lookup
+
+
+def _collecting(pieces: Iterator[str], collected: list[str]) -> Iterator[str]:
+    for piece in pieces:
+        collected.append(piece)
+        yield piece
+
+
+def _transformers_stream(generator: Generator, messages: list[dict[str, str]]) -> Iterator[str]:
+    """The baseline: transformers' own greedy `generate` on the whole prompt, streamed by its TextIteratorStreamer."""
+    import threading
+
+    import torch
+    from transformers import TextIteratorStreamer
+
+    tokenizer, model = generator._loaded
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+    def run() -> None:
+        with torch.inference_mode():
+            model.generate(
+                **inputs,
+                max_new_tokens=generator.max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                streamer=streamer,
+                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+            )
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    yield from streamer
+    worker.join()
 
 
 def _llama(settings: Settings) -> object | None:
@@ -208,6 +245,8 @@ def peak_rss_gib(settings_json: str, variant: str) -> float:
         llama = _llama(settings)
         assert llama is not None
         "".join(_llama_stream(llama, messages, settings.max_new_tokens))
+    elif variant == "baseline":
+        "".join(_transformers_stream(assistant.generator, messages))
     else:
         "".join(assistant.generator.stream(messages))
     return _high_water_rss_gib()
@@ -261,15 +300,12 @@ def generation(report: Report, assistant: Assistant, reps: int, bandwidth_gbs: f
                 else:
                     with _variant(generator, name):
                         collected: list[str] = []
-
-                        def stream(
-                            collected: list[str] = collected, messages: list[dict[str, str]] = messages
-                        ) -> Iterator[str]:
-                            for piece in generator.stream(messages):
-                                collected.append(piece)
-                                yield piece
-
-                        run = _timed(stream(), count)
+                        pieces = (
+                            _transformers_stream(generator, messages)
+                            if name == "baseline"
+                            else generator.stream(messages)
+                        )
+                        run = _timed(_collecting(pieces, collected), count)
                         if rep == reps:
                             answers[name].append("".join(collected).strip())
                 if rep:
@@ -279,7 +315,7 @@ def generation(report: Report, assistant: Assistant, reps: int, bandwidth_gbs: f
         bf16_bytes = weight_bytes_per_token(model)
     shipped_bytes = weight_bytes_per_token(model)
     rss = {name: _peak_rss(settings, name) for name in variants if name != "no-lookup"}
-    rss["no-lookup"] = rss["shipped"]  # the same process, only a generate() argument differs
+    rss["no-lookup"] = rss["shipped"]  # the same process, only the number of draft tokens differs
 
     base_decode = Series([r.decode_tps for r in runs["baseline"]]).median
     base_first = Series([r.first_token_s for r in runs["baseline"]]).median
@@ -292,7 +328,8 @@ def generation(report: Report, assistant: Assistant, reps: int, bandwidth_gbs: f
         f"prompt tokens {prompt_tokens}. {reps} interleaved rounds after one warm-up round. `baseline` is plain "
         "transformers bf16 `generate` with a TextIteratorStreamer; `shipped` is the configured default "
         f"(`generator_quantization={settings.generator_quantization}`, `prompt_lookup_tokens="
-        f"{settings.prompt_lookup_tokens}`); `no-lookup` is shipped without prompt lookup; `llama.cpp` runs the "
+        f"{settings.prompt_lookup_tokens}`, our greedy loop: cached system prompt, one plain prefill, "
+        "then lookup drafts); `no-lookup` is shipped without prompt lookup; `llama.cpp` runs the "
         "same GGUF through llama-cpp-python. Load average during the run: " + _load() + ".",
         "",
     )
@@ -473,10 +510,19 @@ def retrieval(report: Report, settings: Settings, sizes: tuple[int, ...], querie
 
 
 def end_to_end(report: Report, assistant: Assistant, reps: int) -> None:
-    answers = [assistant.ask(LECUN) for _ in range(reps)]
-    first = Series([a.timings.first_token_ms / 1000 for a in answers])
-    total = Series([a.timings.total_ms / 1000 for a in answers])
-    retrieve = Series([a.timings.retrieve_ms for a in answers])
+    """The LeCun question as users ask it, with passages cut to excerpts (shipped) and whole, interleaved."""
+    shipped_chars = assistant.trimmer.max_chars
+    variants = {"shipped": shipped_chars, "whole passages": 0} if shipped_chars else {"shipped": 0}
+    answers: dict[str, list[Answer]] = {name: [] for name in variants}
+    tokens: dict[str, int] = {}
+    for rep in range(reps + 1):  # the first round warms up and is not counted
+        for name, chars in variants.items():
+            assistant.trimmer.max_chars = chars
+            answer = assistant.ask(LECUN)
+            if rep:
+                answers[name].append(answer)
+            tokens[name] = _prompt_tokens(assistant, answer)
+    assistant.trimmer.max_chars = shipped_chars
     env = {
         **os.environ,
         "RAG_INDEX_DIR": str(assistant.settings.index_dir),
@@ -491,20 +537,37 @@ def end_to_end(report: Report, assistant: Assistant, reps: int) -> None:
     report.add(
         "## End to end",
         "",
-        f"`rag ask {LECUN!r}` through the one Assistant pipeline (retrieval, generation, citation checks), "
-        f"model loaded once, {reps} runs. Answer: {answers[-1].answer!r}",
+        f"`rag ask {LECUN!r}` through the one Assistant pipeline (retrieval, excerpts, generation, citation checks), "
+        f"model loaded once, {reps} interleaved runs per variant after a warm-up round. `shipped` cuts each passage "
+        f"to at most `excerpt_chars={shipped_chars}` characters around its sentences closest to the question; "
+        "`whole passages` sends the chunks as retrieved. Shipped answer: "
+        f"{answers['shipped'][-1].answer!r}",
         "",
     )
     report.table(
-        ["measure", "median [min, max]"],
+        ["variant", "prompt tokens", "retrieval (ms)", "first token (s)", "whole answer (s)"],
         [
-            ["retrieval (ms)", retrieve.cell(1)],
-            ["first token (s)", first.cell()],
-            ["whole answer (s)", total.cell()],
-            ["cold `rag ask` process, start to exit (s), one run", f"{cold_s:.1f}"],
-            ["  of which answering (s)", f"{cold_answer['timings']['total_ms'] / 1000:.1f}"],
+            [
+                name,
+                str(tokens[name]),
+                Series([a.timings.retrieve_ms for a in runs]).cell(1),
+                Series([a.timings.first_token_ms / 1000 for a in runs]).cell(),
+                Series([a.timings.total_ms / 1000 for a in runs]).cell(),
+            ]
+            for name, runs in answers.items()
         ],
     )
+    report.add(
+        f"Cold `rag ask` process, start to exit, one run: {cold_s:.1f} s, of which answering "
+        f"{cold_answer['timings']['total_ms'] / 1000:.1f} s.",
+        "",
+    )
+
+
+def _prompt_tokens(assistant: Assistant, answer: Answer) -> int:
+    tokenizer, _ = assistant.generator._loaded
+    messages = build_messages(answer.question, answer.passages, [], assistant.settings.answer_style)
+    return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"])
 
 
 # ---- the command -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from rag.evaluation import EvalSetError
 from rag.models import ModelError
 from rag.settings import Settings
 from rag.squad import load_squad, run_squad
-from rag.store import IndexMismatchError, IndexStoreError
+from rag.store import IndexStoreError
 from rag.types import Answer, AnswerStyle, Turn
 
 
@@ -172,17 +172,14 @@ def _ask(assistant: Assistant, args: argparse.Namespace) -> int:
 
 def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
     from rag.eval_report import write_html
-    from rag.evaluation import eval_settings, load_gate, load_question_set, run_question_set, terminal_table
+    from rag.evaluation import eval_settings, index_own, load_gate, load_question_set, run_question_set, terminal_table
 
     question_set = load_question_set(args.questions)
     gate = load_gate(args.gate) if args.gate else None
     if gate:
         question_set = question_set.subset(gate.questions)
     evaluator = Assistant(eval_settings(assistant.settings, question_set))
-    try:
-        _print_index_report(evaluator.index(progress=True))
-    except IndexMismatchError:  # an eval index from an older format: it is ours to rebuild
-        _print_index_report(evaluator.index(rebuild=True, progress=True))
+    _print_index_report(index_own(evaluator, progress=True))
     report = run_question_set(evaluator, question_set, progress=True)
     results = Path("eval/results")
     json_path = args.json or results / f"{report.name}{'-gate' if gate else ''}.json"

@@ -20,13 +20,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from rag.assistant import Assistant
+from rag.assistant import Assistant, IndexReport
 from rag.chunking import split_sentences
 from rag.lexical import content_stems, english_stemmer
 from rag.metrics import percentile, recall_at_k, reciprocal_rank, token_f1
 from rag.prompts import declines, strip_markers
 from rag.settings import Settings
-from rag.types import Answer, Turn
+from rag.store import IndexMismatchError
+from rag.types import Answer, Document, Turn
 
 CATEGORIES = ("single_fact", "paraphrase", "multi_doc", "follow_up", "unanswerable")
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -383,6 +384,23 @@ def _timed_answer(assistant: Assistant, question: str, history: list[Turn]) -> S
         last = now
         pieces.append(event)
     raise RuntimeError("the answer stream ended without an answer")
+
+
+def index_own(assistant: Assistant, documents: Sequence[Document] | None = None, progress: bool = False) -> IndexReport:
+    """Bring an evaluation's own index up to date: its files (or `documents`, e.g. a benchmark's paragraphs).
+
+    An index written by an older version is refused for users' indexes; an evaluation's is ours to rebuild.
+    """
+
+    def index(rebuild: bool) -> IndexReport:
+        if documents is None:
+            return assistant.index(rebuild=rebuild, progress=progress)
+        return assistant.index_documents(documents, rebuild=rebuild, progress=progress)
+
+    try:
+        return index(rebuild=False)
+    except IndexMismatchError:
+        return index(rebuild=True)
 
 
 def eval_settings(settings: Settings, question_set: QuestionSet) -> Settings:

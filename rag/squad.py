@@ -23,11 +23,11 @@ from typing import Any
 from tqdm import tqdm
 
 from rag.assistant import Assistant
+from rag.evaluation import index_own
 from rag.ingest import document_id
 from rag.metrics import exact_match, percentile, recall_at_k, reciprocal_rank, token_f1
 from rag.prompts import strip_markers
 from rag.settings import Settings
-from rag.store import IndexMismatchError
 from rag.types import AnswerStyle, Document
 
 RANK_DEPTH = 10  # paragraphs ranked per question: recall@10 and MRR@10 need ten
@@ -429,10 +429,7 @@ def run_squad(
     """Index the paragraphs (reused when unchanged), rank for every answerable question, answer the sample."""
     assistant = Assistant(squad_settings(settings, squad, answer_style))
     documents = paragraph_documents(squad)
-    try:
-        indexed = assistant.index_documents(documents, progress=progress)
-    except IndexMismatchError:  # a cache from an older format: this index is ours to rebuild
-        indexed = assistant.index_documents(documents, rebuild=True, progress=progress)
+    indexed = index_own(assistant, documents, progress)
     retrieval = score_retrieval(assistant, squad, progress)
     answers = score_answers(assistant, sample_questions(squad, limit, seed), progress)
     return SquadReport(

@@ -26,6 +26,7 @@ def test_report_has_every_section(tmp_path: Path) -> None:
     for heading in ("## Machine", "## Generation", "## Embedding", "## End to end", "## Retrieval at scale"):
         assert heading in text
     assert "| baseline |" in text and "| shipped |" in text
+    assert "| whole passages |" in text  # the end-to-end section compares excerpts with whole passages
     assert "IVF" in text  # 3000 synthetic chunks are above ivf_min_chunks
 
 

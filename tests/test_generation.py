@@ -1,0 +1,71 @@
+"""The decoding loop: greedy transformers output token for token, prompt lookup, prefix cache, cancel."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from rag.generation import Generator, _prompt_lookup
+from rag.settings import Settings
+
+PASSAGE = (
+    "The canteen on the third floor opens at noon every weekday and closes at half past two. "
+    "On Fridays it serves fish, and the coffee machine next to it is free for visitors."
+)
+MESSAGES = [
+    {"role": "system", "content": "Answer from the passage, copying its words."},
+    {"role": "user", "content": f"Passage: {PASSAGE}\n\nQuestion: When does the canteen open and close?"},
+]
+
+
+def test_prompt_lookup_continues_the_latest_longest_match() -> None:
+    tokens = [1, 2, 3, 9, 1, 2, 3, 4, 5, 6, 7, 2, 3]
+    assert _prompt_lookup(tokens, 3) == [4, 5, 6]  # "2 3" last seen before "4 5 6"
+    assert _prompt_lookup([5, 6, 7, 8], 3) == []  # nothing repeats
+    assert _prompt_lookup([4, 5, 4], 3) == [5, 4]  # the match may run into the tail itself
+    assert _prompt_lookup(tokens, 0) == []
+
+
+@pytest.fixture(scope="module")
+def float_generator() -> Generator:
+    """float32, so that greedy decoding is exact and the comparison below is token for token."""
+    generator = Generator("smollm2-135m", Settings().cache_dir, max_new_tokens=40, prompt_lookup_tokens=3)
+    _, model = generator._loaded
+    model.float()
+    return generator
+
+
+def _transformers_greedy(generator: Generator) -> str:
+    import torch
+
+    tokenizer, model = generator._loaded
+    inputs = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=40, do_sample=False, temperature=None, top_p=None, top_k=None)
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def test_answer_is_transformers_greedy_answer_with_and_without_lookup(float_generator: Generator) -> None:
+    expected = _transformers_greedy(float_generator)
+    assert expected.strip()
+    first = "".join(float_generator.stream(MESSAGES))
+    again = "".join(float_generator.stream(MESSAGES))  # now from the cached system prefix
+    float_generator.prompt_lookup_tokens = 0
+    try:
+        plain = "".join(float_generator.stream(MESSAGES))
+    finally:
+        float_generator.prompt_lookup_tokens = 3
+    assert first == again == plain == expected
+    assert len(float_generator._prefix_caches) == 1
+
+
+def test_pieces_are_whole_characters_and_cancel_stops_between_steps(float_generator: Generator) -> None:
+    cancel = threading.Event()
+    pieces = []
+    for piece in float_generator.stream(MESSAGES, cancel):
+        pieces.append(piece)
+        cancel.set()
+    assert len(pieces) == 1 and pieces[0]
+    full = list(float_generator.stream(MESSAGES))
+    assert len(full) > 1 and all("\ufffd" not in p for p in full)
