@@ -195,23 +195,31 @@ def _transformers_stream(generator: Generator, messages: list[dict[str, str]]) -
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
 
+    errors: list[BaseException] = []
+
     def run() -> None:
-        with torch.inference_mode():
-            model.generate(
-                **inputs,
-                max_new_tokens=generator.max_new_tokens,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                streamer=streamer,
-                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-            )
+        try:
+            with torch.inference_mode():
+                model.generate(
+                    **inputs,
+                    max_new_tokens=generator.max_new_tokens,
+                    do_sample=False,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                    streamer=streamer,
+                    pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+                )
+        except BaseException as exc:  # raised in the caller's thread below, after ending the stream
+            errors.append(exc)
+            streamer.end()
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
     yield from streamer
     worker.join()
+    if errors:
+        raise errors[0]
 
 
 def _llama(settings: Settings) -> object | None:
