@@ -15,7 +15,7 @@ from rag.excerpts import PassageTrimmer
 from rag.generation import Generator
 from rag.ingest import load_documents
 from rag.lexical import content_stems, mentions, salient_terms
-from rag.prompts import ABSTAIN_TEXT, build_messages, declines, retrieval_queries
+from rag.prompts import ABSTAIN_TEXT, build_confirm_messages, build_messages, declines, retrieval_queries
 from rag.retrieval import HybridRetriever
 from rag.settings import Settings, get_settings
 from rag.store import IndexStore, SyncReport
@@ -166,13 +166,15 @@ class Assistant:
         draft = "".join(pieces).strip()
 
         verified = self.verifier.verify(draft, passages, question)
+        answered = (
+            bool(draft)
+            and not declines(draft)
+            and verified.supported
+            and self._cited_cover(question, verified.citations)
+            and self._confirmed(question, verified.citations, passages, turns)
+        )
         timings.total_ms = elapsed()
-        if (
-            not draft
-            or declines(draft)
-            or not verified.supported
-            or not self._cited_cover(question, verified.citations)
-        ):
+        if not answered:
             yield Answer(question, ABSTAIN_TEXT, True, [], timings, passages)
             return
         yield Answer(question, verified.text, False, verified.citations, timings, passages)
@@ -205,6 +207,16 @@ class Assistant:
         cited = [self.store.document(doc_id) for doc_id in dict.fromkeys(c.doc_id for c in citations)]
         text = " ".join(f"{d.title} {d.text}" for d in cited)
         return all(mentions(text, term) for term in salient_terms(question))
+
+    def _confirmed(
+        self, question: str, citations: list[Citation], passages: list[Passage], history: list[Turn]
+    ) -> bool:
+        """The model, asked on its own, agrees that the passages the answer cites answer the question."""
+        if not self.settings.answer_check:
+            return True
+        cited = [passages[n - 1] for n in dict.fromkeys(c.n for c in citations)]
+        odds = self.generator.yes_log_odds(build_confirm_messages(question, cited, history))
+        return odds >= self.settings.answer_check_min_log_odds
 
     def _unanswerable(self, question: str, passages: list[Passage], history: list[Turn]) -> str | None:
         """Abstain before generating when retrieval already shows the documents can't answer.

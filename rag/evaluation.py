@@ -186,12 +186,12 @@ class QuestionResult:
 
     @property
     def abstained_at(self) -> str | None:
-        """Which step abstained: the retrieval checks, the model itself, or the citation check."""
+        """Which step abstained: the retrieval checks, the model itself, or the checks of its answer."""
         if not self.abstained:
             return None
         if not self.draft:
             return "retrieval checks"
-        return "model" if declines(self.draft) else "citation check"
+        return "model" if declines(self.draft) else "answer checks"
 
     @property
     def verdict(self) -> str:

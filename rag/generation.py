@@ -93,6 +93,22 @@ class Generator:
                     return
                 answer += self._step(model, cache, prompt + answer, stops)[: self.max_new_tokens - len(answer)]
 
+    def yes_log_odds(self, messages: list[dict[str, str]]) -> float:
+        """log P(yes) - log P(no) for the first token of the reply: the model's verdict on a yes/no question."""
+        import torch
+
+        tokenizer, model = self._loaded
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
+        prefix = tokenizer.apply_chat_template(messages[:1], return_dict=True)["input_ids"]
+        words = {
+            w: [tokenizer.encode(f, add_special_tokens=False)[0] for f in (w, w.capitalize())] for w in ("yes", "no")
+        }
+        with self._lock, torch.inference_mode():
+            cache, done = self._prefix_cache(model, prefix, prompt)
+            logits = model(input_ids=torch.tensor([prompt[done:]]), past_key_values=cache, logits_to_keep=1).logits
+        scores = torch.log_softmax(logits[0, -1].float(), dim=-1)
+        return float(torch.logsumexp(scores[words["yes"]], 0) - torch.logsumexp(scores[words["no"]], 0))
+
     def _step(self, model: Any, cache: Any, tokens: list[int], stops: set[int]) -> list[int]:
         """Decode from the last token, with prompt-lookup drafts verified in the same forward pass.
 

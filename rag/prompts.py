@@ -38,6 +38,25 @@ ANSWER_REMINDERS: dict[AnswerStyle, str] = {
     "short": "Reply with the exact phrase from the passage, then its passage number.",
 }
 
+# Asked after the answer is written and its citations checked: small models answer questions whose
+# premise the passages do not support ("Why did Meta sell PyTorch to Google?") from passages on the same
+# topic, yet judge "does this passage answer it?" well when asked on its own.
+CONFIRM_PROMPT = "You check whether a passage answers a question. Reply with yes or no."
+
+
+def build_confirm_messages(question: str, passages: list[Passage], history: list[Turn]) -> list[dict[str, str]]:
+    """The yes/no question the model answers about the passages an answer cites."""
+    earlier = "".join(
+        f"Earlier question: {t.question}\nEarlier answer: {strip_markers(t.answer)}\n\n" for t in history[-1:]
+    )
+    text = "\n\n".join(p.chunk.text for p in passages)
+    ask = "Does the passage answer this question, without assuming anything it does not say? Reply yes or no."
+    return [
+        {"role": "system", "content": CONFIRM_PROMPT},
+        {"role": "user", "content": f"Passage:\n{text}\n\n{earlier}Question: {question}\n{ask}"},
+    ]
+
+
 _DECLINES = re.compile(
     r"documents? (?:do not|don't|does not|doesn't) (?:say|mention|contain|specify|provide|state)"
     r"|passages? (?:do not|don't|does not|doesn't) (?:say|mention|contain|specify|provide|state)"

@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     # Citation verification and abstention
     support_threshold: float = Field(default=0.6, ge=0, le=1)
     min_relevance: float = Field(default=0.15, ge=-1, le=1)
+    answer_check: bool = Field(
+        default=True,
+        description="After its citations pass, ask the model whether the cited passages answer the question "
+        "(catches false premises and borrowed topics; rag eval). Costs one short prompt per answer.",
+    )
+    answer_check_min_log_odds: float = Field(
+        default=0.0,
+        description="The answer stands when log P(yes) - log P(no) is at least this (0: yes at least as likely).",
+    )
 
     # Server (`python app.py`): UI, API and widget on one port
     host: str = "127.0.0.1"

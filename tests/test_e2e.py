@@ -52,6 +52,7 @@ def test_lecun_paris_proposal_is_answered_and_cited(assistant: Assistant) -> Non
         "What did Macron announce?",
         "What is the capital of Australia?",
         "How many parameters does Meta's next model have?",
+        "Why did Meta sell PyTorch to Google?",  # a false premise on a covered topic: the answer check refuses it
     ],
 )
 def test_questions_the_seeds_do_not_cover_abstain(assistant: Assistant, question: str) -> None:
@@ -86,3 +87,16 @@ def test_cli_json_with_the_default_model(assistant: Assistant) -> None:
     assert data["abstained"] is False
     assert any(Path(c["source"]).name == PARIS for c in data["citations"])
     assert data["timings"]["first_token_ms"] > 0
+
+
+def test_answer_check_agrees_with_a_right_answer_and_not_with_a_false_premise(assistant: Assistant) -> None:
+    from rag.prompts import build_confirm_messages
+
+    question = "What did LeCun propose in Paris?"
+    answer = assistant.ask(question)
+    cited = [answer.passages[n - 1] for n in dict.fromkeys(c.n for c in answer.citations)]
+    assert cited
+    false_premise = "Why did LeCun sell PyTorch to Google?"
+    agree = assistant.generator.yes_log_odds(build_confirm_messages(question, cited, []))
+    premise = assistant.generator.yes_log_odds(build_confirm_messages(false_premise, cited, []))
+    assert agree > assistant.settings.answer_check_min_log_odds > premise

@@ -69,3 +69,13 @@ def test_pieces_are_whole_characters_and_cancel_stops_between_steps(float_genera
     assert len(pieces) == 1 and pieces[0]
     full = list(float_generator.stream(MESSAGES))
     assert len(full) > 1 and all("\ufffd" not in p for p in full)
+
+
+def test_yes_log_odds_is_a_finite_verdict_from_the_cached_prefix(float_generator: Generator) -> None:
+    messages = [
+        {"role": "system", "content": "Reply with yes or no."},
+        {"role": "user", "content": f"Passage: {PASSAGE}\n\nDoes the canteen serve fish on Fridays?"},
+    ]
+    first = float_generator.yes_log_odds(messages)
+    assert first == first and abs(first) < 50  # a number, not nan or inf
+    assert float_generator.yes_log_odds(messages) == pytest.approx(first, abs=1e-4)  # again, from the cached prefix
