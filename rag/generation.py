@@ -76,13 +76,10 @@ class Generator:
         import torch
 
         tokenizer, model = self._loaded
-        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
-        prefix = tokenizer.apply_chat_template(messages[:1], return_dict=True)["input_ids"]
         stops = self._stop_tokens(tokenizer, model)
         with self._lock, torch.inference_mode():
-            cache, done = self._prefix_cache(model, prefix, prompt)
-            logits = model(input_ids=torch.tensor([prompt[done:]]), past_key_values=cache, logits_to_keep=1).logits
-            answer = [int(logits[0, -1].argmax())]
+            prompt, cache, logits = self._prefill(messages)
+            answer = [int(logits.argmax())]
             shown = ""
             while True:
                 text = tokenizer.decode([t for t in answer if t not in stops], skip_special_tokens=True)
@@ -97,17 +94,29 @@ class Generator:
         """log P(yes) - log P(no) for the first token of the reply: the model's verdict on a yes/no question."""
         import torch
 
-        tokenizer, model = self._loaded
-        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
-        prefix = tokenizer.apply_chat_template(messages[:1], return_dict=True)["input_ids"]
+        tokenizer, _ = self._loaded
         words = {
             w: [tokenizer.encode(f, add_special_tokens=False)[0] for f in (w, w.capitalize())] for w in ("yes", "no")
         }
         with self._lock, torch.inference_mode():
-            cache, done = self._prefix_cache(model, prefix, prompt)
-            logits = model(input_ids=torch.tensor([prompt[done:]]), past_key_values=cache, logits_to_keep=1).logits
-        scores = torch.log_softmax(logits[0, -1].float(), dim=-1)
+            _, _, logits = self._prefill(messages)
+        scores = torch.log_softmax(logits.float(), dim=-1)
         return float(torch.logsumexp(scores[words["yes"]], 0) - torch.logsumexp(scores[words["no"]], 0))
+
+    def _prefill(self, messages: list[dict[str, str]]) -> tuple[list[int], Any, Any]:
+        """Read the prompt (the system prompt from its cache): its tokens, the cache now holding all of them,
+        and the next-token logits at its last position, the only one projected onto the vocabulary.
+
+        Callers hold the lock and inference mode.
+        """
+        import torch
+
+        tokenizer, model = self._loaded
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
+        prefix = tokenizer.apply_chat_template(messages[:1], return_dict=True)["input_ids"]
+        cache, done = self._prefix_cache(model, prefix, prompt)
+        logits = model(input_ids=torch.tensor([prompt[done:]]), past_key_values=cache, logits_to_keep=1).logits
+        return prompt, cache, logits[0, -1]
 
     def _step(self, model: Any, cache: Any, tokens: list[int], stops: set[int]) -> list[int]:
         """Decode from the last token, with prompt-lookup drafts verified in the same forward pass.
