@@ -9,17 +9,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.chunking import Chunker
-from rag.citations import CitationVerifier
+from rag.citations import CitationVerifier, VerifiedAnswer
 from rag.embedding import Embedder
 from rag.excerpts import PassageTrimmer
 from rag.generation import Generator
 from rag.ingest import load_documents
 from rag.lexical import content_stems, mentions, salient_terms
-from rag.prompts import ABSTAIN_TEXT, build_confirm_messages, build_messages, declines, retrieval_queries
+from rag.prompts import (
+    ABSTAIN_TEXT,
+    FIXED_MESSAGES,
+    build_confirm_messages,
+    build_messages,
+    declines,
+    retrieval_queries,
+)
 from rag.retrieval import HybridRetriever
 from rag.settings import Settings, get_settings
 from rag.store import IndexStore, SyncReport
-from rag.types import Answer, Citation, Document, IngestError, Passage, Timings, Turn
+from rag.types import AbstainedBy, Answer, Citation, Document, IngestError, Passage, Timings, Turn
 
 
 class QuestionError(ValueError):
@@ -119,7 +126,10 @@ class Assistant:
         keys and values are computed on first use.
         """
         self.retriever.retrieve("warm up", 1)
-        first_piece = self.generator.stream(build_messages("warm up", [], [], self.settings.answer_style))
+        style = self.settings.answer_style
+        first_piece = self.generator.stream(
+            build_messages("warm up", [], [], style), fixed_messages=FIXED_MESSAGES[style]
+        )
         next(first_piece, None)
         first_piece.close()
 
@@ -150,15 +160,17 @@ class Assistant:
 
         refusal = self._unanswerable(question, passages, turns)
         if refusal:
+            text, step = refusal
             timings.first_token_ms = timings.total_ms = elapsed()
-            yield refusal
-            yield Answer(question, refusal, True, [], timings, passages)
+            yield text
+            yield Answer(question, text, True, [], timings, passages, step)
             return
 
         passages = self.trimmer.trim(retrieval_queries(question, turns)[0], passages)
         pieces: list[str] = []
-        messages = build_messages(question, passages, turns, self.settings.answer_style)
-        for piece in self.generator.stream(messages, cancel):
+        style = self.settings.answer_style
+        messages = build_messages(question, passages, turns, style)
+        for piece in self.generator.stream(messages, cancel, FIXED_MESSAGES[style]):
             if not pieces:
                 timings.first_token_ms = elapsed()
             pieces.append(piece)
@@ -166,16 +178,10 @@ class Assistant:
         draft = "".join(pieces).strip()
 
         verified = self.verifier.verify(draft, passages, question)
-        answered = (
-            bool(draft)
-            and not declines(draft)
-            and verified.supported
-            and self._cited_cover(question, verified.citations)
-            and self._confirmed(question, verified.citations, passages, turns)
-        )
+        step = self._rejected_by(question, draft, verified, passages, turns)
         timings.total_ms = elapsed()
-        if not answered:
-            yield Answer(question, ABSTAIN_TEXT, True, [], timings, passages)
+        if step:
+            yield Answer(question, ABSTAIN_TEXT, True, [], timings, passages, step)
             return
         yield Answer(question, verified.text, False, verified.citations, timings, passages)
 
@@ -196,6 +202,20 @@ class Assistant:
                 f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}"
             )
         return question
+
+    def _rejected_by(
+        self, question: str, draft: str, verified: VerifiedAnswer, passages: list[Passage], history: list[Turn]
+    ) -> AbstainedBy | None:
+        """The first check the draft fails, or None when it stands as the answer."""
+        if not draft or declines(draft):
+            return "model"
+        if not verified.supported:
+            return "citations"
+        if not self._cited_cover(question, verified.citations):
+            return "cited names"
+        if not self._confirmed(question, verified.citations, passages, history):
+            return "answer check"
+        return None
 
     def _cited_cover(self, question: str, citations: list[Citation]) -> bool:
         """Every name in the question appears in a cited document.
@@ -218,7 +238,9 @@ class Assistant:
         odds = self.generator.yes_log_odds(build_confirm_messages(question, cited, history))
         return odds >= self.settings.answer_check_min_log_odds
 
-    def _unanswerable(self, question: str, passages: list[Passage], history: list[Turn]) -> str | None:
+    def _unanswerable(
+        self, question: str, passages: list[Passage], history: list[Turn]
+    ) -> tuple[str, AbstainedBy] | None:
         """Abstain before generating when retrieval already shows the documents can't answer.
 
         The model alone will happily answer from its own knowledge, so two checks come first: the
@@ -226,7 +248,7 @@ class Assistant:
         appear in them (or earlier in the conversation).
         """
         if not passages or max(p.relevance for p in passages) < self.settings.min_relevance:
-            return ABSTAIN_TEXT
+            return ABSTAIN_TEXT, "off topic"
         evidence = " ".join([p.chunk.text for p in passages] + [t.question + " " + t.answer for t in history])
         evidence_stems = content_stems(evidence)
         missing = [
@@ -235,5 +257,5 @@ class Assistant:
             if not mentions(evidence, term) and not content_stems(term) <= evidence_stems
         ]
         if missing:
-            return f"The documents don't mention {', '.join(missing)}."
+            return f"The documents don't mention {', '.join(missing)}.", "names missing"
         return None

@@ -69,7 +69,7 @@ def _question_row(r: QuestionResult) -> str:
         for c in r.citations
     )
     retrieved = html.escape(", ".join(dict.fromkeys(r.retrieved)))
-    verdict = r.verdict + (f", at the {r.abstained_at}" if r.abstained_at else "")
+    verdict = r.verdict + (f", by: {r.abstained_by}" if r.abstained_by else "")
     draft = f"<div class='small'>model draft: {html.escape(r.draft)}</div>" if r.draft and r.draft != r.answer else ""
     css = "v-" + r.verdict.replace(" (", "-").replace(")", "").replace(" ", "-")
     return (

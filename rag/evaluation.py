@@ -24,10 +24,10 @@ from rag.assistant import Assistant, IndexReport
 from rag.chunking import split_sentences
 from rag.lexical import content_stems, english_stemmer
 from rag.metrics import percentile, recall_at_k, reciprocal_rank, token_f1
-from rag.prompts import declines, strip_markers
+from rag.prompts import strip_markers
 from rag.settings import Settings
 from rag.store import IndexMismatchError
-from rag.types import Answer, Document, Turn
+from rag.types import AbstainedBy, Answer, Document, Turn
 
 CATEGORIES = ("single_fact", "paraphrase", "multi_doc", "follow_up", "unanswerable")
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -183,15 +183,7 @@ class QuestionResult:
     decode_tokens_per_s: float | None
     draft: str = ""
     trap: str | None = None
-
-    @property
-    def abstained_at(self) -> str | None:
-        """Which step abstained: the retrieval checks, the model itself, or the checks of its answer."""
-        if not self.abstained:
-            return None
-        if not self.draft:
-            return "retrieval checks"
-        return "model" if declines(self.draft) else "answer checks"
+    abstained_by: AbstainedBy | None = None
 
     @property
     def verdict(self) -> str:
@@ -252,6 +244,7 @@ def score(question: EvalQuestion, streamed: Streamed, top_k: int) -> QuestionRes
         decode_tokens_per_s=streamed.decode_tokens_per_s,
         draft=streamed.draft,
         trap=question.trap,
+        abstained_by=answer.abstained_by,
     )
 
 
@@ -264,14 +257,19 @@ class EvalReport:
     by_category: dict[str, dict[str, float | int]] = field(default_factory=dict)
     seconds: float = 0.0
 
+    @property
+    def abstentions(self) -> dict[str, dict[str, int]]:
+        return abstentions_by_step((r.abstained_by, r.answerable) for r in self.results)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "metrics": self.metrics,
             "by_category": self.by_category,
+            "abstentions_by_step": self.abstentions,
             "settings": self.settings,
             "seconds": round(self.seconds, 1),
-            "questions": [asdict(r) | {"verdict": r.verdict, "abstained_at": r.abstained_at} for r in self.results],
+            "questions": [asdict(r) | {"verdict": r.verdict} for r in self.results],
         }
 
 
@@ -313,6 +311,26 @@ def summarize(results: list[QuestionResult], top_k: int) -> dict[str, float | in
     }
 
 
+def abstentions_by_step(outcomes: Iterable[tuple[AbstainedBy | None, bool]]) -> dict[str, dict[str, int]]:
+    """For each step that abstained: how often on unanswerable questions (right) and answerable ones (lost).
+
+    `outcomes` holds (abstained_by, answerable) per question. A step that loses more answers than it
+    stops wrong ones costs more than it saves.
+    """
+    table: dict[str, dict[str, int]] = {}
+    for step, answerable in outcomes:
+        if step is not None:
+            counts = table.setdefault(step, {"right": 0, "lost": 0})
+            counts["lost" if answerable else "right"] += 1
+    return table
+
+
+def describe_abstentions(table: dict[str, dict[str, int]]) -> str:
+    if not table:
+        return "none"
+    return ", ".join(f"{step} {c['right']} right / {c['lost']} lost" for step, c in table.items())
+
+
 def per_category(results: list[QuestionResult]) -> dict[str, dict[str, float | int]]:
     """Accuracy per category: right answers for answerable ones, abstentions for the rest."""
     table: dict[str, dict[str, float | int]] = {}
@@ -335,7 +353,7 @@ def run_question_set(assistant: Assistant, question_set: QuestionSet, progress: 
         if question.follows:
             first = answers[question.follows]
             history = [Turn(first.question, first.answer)]
-        streamed = _timed_answer(assistant, question.question, history)
+        streamed = timed_answer(assistant, question.question, history)
         answers[question.id] = streamed.answer
         results.append(score(question, streamed, assistant.settings.top_k))
     s = assistant.settings
@@ -366,7 +384,7 @@ class Streamed:
     decode_tokens_per_s: float | None
 
 
-def _timed_answer(assistant: Assistant, question: str, history: list[Turn]) -> Streamed:
+def timed_answer(assistant: Assistant, question: str, history: list[Turn]) -> Streamed:
     pieces: list[str] = []
     first = last = 0.0
     for event in assistant.ask_stream(question, history):
@@ -474,5 +492,6 @@ def terminal_table(report: EvalReport) -> str:
         row("total p50 / p95", f"{ms('total_ms_p50')} / {ms('total_ms_p95')}"),
         row("decode", f"{m['decode_tokens_per_s']} tokens/s"),
         "  per category: " + ", ".join(f"{c} {v['accuracy']:.0%} of {v['n']}" for c, v in report.by_category.items()),
+        "  abstained by: " + describe_abstentions(report.abstentions),
     ]
     return "\n".join(lines)

@@ -71,14 +71,20 @@ class Generator:
         tokenizer, _ = self._loaded
         return len(tokenizer(text, add_special_tokens=False).input_ids)
 
-    def stream(self, messages: list[dict[str, str]], cancel: threading.Event | None = None) -> Iterator[str]:
-        """Yield the text of a greedy answer as it is decoded; setting `cancel` stops it between steps."""
+    def stream(
+        self, messages: list[dict[str, str]], cancel: threading.Event | None = None, fixed_messages: int = 1
+    ) -> Iterator[str]:
+        """Yield the text of a greedy answer as it is decoded; setting `cancel` stops it between steps.
+
+        The first `fixed_messages` (the system prompt and any worked examples) are the same for every
+        question: their keys and values are computed once and reused.
+        """
         import torch
 
         tokenizer, model = self._loaded
         stops = self._stop_tokens(tokenizer, model)
         with self._lock, torch.inference_mode():
-            prompt, cache, logits = self._prefill(messages)
+            prompt, cache, logits = self._prefill(messages, fixed_messages)
             answer = [int(logits.argmax())]
             shown = ""
             while True:
@@ -103,8 +109,8 @@ class Generator:
         scores = torch.log_softmax(logits.float(), dim=-1)
         return float(torch.logsumexp(scores[words["yes"]], 0) - torch.logsumexp(scores[words["no"]], 0))
 
-    def _prefill(self, messages: list[dict[str, str]]) -> tuple[list[int], Any, Any]:
-        """Read the prompt (the system prompt from its cache): its tokens, the cache now holding all of them,
+    def _prefill(self, messages: list[dict[str, str]], fixed_messages: int = 1) -> tuple[list[int], Any, Any]:
+        """Read the prompt (its fixed messages from their cache): its tokens, the cache now holding all of them,
         and the next-token logits at its last position, the only one projected onto the vocabulary.
 
         Callers hold the lock and inference mode.
@@ -113,7 +119,7 @@ class Generator:
 
         tokenizer, model = self._loaded
         prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
-        prefix = tokenizer.apply_chat_template(messages[:1], return_dict=True)["input_ids"]
+        prefix = tokenizer.apply_chat_template(messages[:fixed_messages], return_dict=True)["input_ids"]
         cache, done = self._prefix_cache(model, prefix, prompt)
         logits = model(input_ids=torch.tensor([prompt[done:]]), past_key_values=cache, logits_to_keep=1).logits
         return prompt, cache, logits[0, -1]

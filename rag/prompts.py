@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from rag.citations import MARKER
 from rag.types import AnswerStyle, Passage, Turn
@@ -26,7 +27,7 @@ SYSTEM_PROMPTS: dict[AnswerStyle, str] = {
         "You answer questions using only the numbered passages you are given. "
         "Reply with only the shortest exact phrase from a passage that answers the question "
         "(a name, a number, a date or a few words), copied word for word, not a sentence. "
-        "Follow it with the number of that passage, like: 1066 [2] "
+        "Follow it with the number of that passage in brackets, like: 1066 [2] "
         "If the passages do not contain the answer, reply exactly: " + ABSTAIN_TEXT
     ),
 }
@@ -37,6 +38,36 @@ ANSWER_REMINDERS: dict[AnswerStyle, str] = {
     "sentence": "Answer in words, not only with a passage number; end each sentence with its passage number.",
     "short": "Reply with the exact phrase from the passage, then its passage number.",
 }
+
+# Worked examples, given as earlier turns of the conversation, show a small model the form better than
+# rules do, and each reply ending where the answer ends teaches it to stop. They come right after the
+# system prompt and are the same for every question, so their keys and values are computed once
+# (`FIXED_MESSAGES`, rag.generation): they cost nothing per question.
+_EXAMPLE_PASSAGES = (
+    (
+        "City council approves tram line",
+        "Mayor Ana Ruiz said on Monday that the new tram line will open in 2026. "
+        "Critics on the council say it costs too much.",
+    ),
+    (
+        "How the tram was planned",
+        "The line was designed by the engineer Tom Berg, who also built the city's first metro.",
+    ),
+)
+EXAMPLES: dict[AnswerStyle, tuple[tuple[str, str], ...]] = {
+    # Measured on the seeds, worked examples made no sentence answer better and taught the model to run
+    # on past the answer, citing other articles (README, Evaluation): the system prompt's own example is kept.
+    "sentence": (),
+    # A bare phrase copied from a passage, with its marker; and abstaining when the passages are on
+    # topic but lack the detail asked for.
+    "short": (
+        ("When will the tram line open?", "2026 [1]"),
+        ("Who designed the tram line?", "Tom Berg [2]"),
+        ("How long is the tram line?", ABSTAIN_TEXT),
+    ),
+}
+FIXED_MESSAGES: dict[AnswerStyle, int] = {style: 1 + 2 * len(pairs) for style, pairs in EXAMPLES.items()}
+
 
 # Asked after the answer is written and its citations checked: small models answer questions whose
 # premise the passages do not support ("Why did Meta sell PyTorch to Google?") from passages on the same
@@ -88,10 +119,18 @@ def build_messages(
     question: str, passages: list[Passage], history: list[Turn], style: AnswerStyle = "sentence"
 ) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": SYSTEM_PROMPTS[style]}]
+    for example_question, example_answer in EXAMPLES[style]:
+        messages.append({"role": "user", "content": _question_prompt(_EXAMPLE_PASSAGES, example_question, style)})
+        messages.append({"role": "assistant", "content": example_answer})
     for turn in history:
         messages.append({"role": "user", "content": turn.question})
         messages.append({"role": "assistant", "content": strip_markers(turn.answer)})
-    numbered = "\n\n".join(f"[{i}] {p.title}\n{p.chunk.text}" for i, p in enumerate(passages, start=1))
-    prompt = f"Passages:\n\n{numbered}\n\nQuestion: {question}\n{ANSWER_REMINDERS[style]}"
-    messages.append({"role": "user", "content": prompt})
+    shown = [(p.title, p.chunk.text) for p in passages]
+    messages.append({"role": "user", "content": _question_prompt(shown, question, style)})
     return messages
+
+
+def _question_prompt(passages: Sequence[tuple[str, str]], question: str, style: AnswerStyle) -> str:
+    """The numbered passages (title, text), the question, and the reminder of the form."""
+    numbered = "\n\n".join(f"[{i}] {title}\n{text}" for i, (title, text) in enumerate(passages, start=1))
+    return f"Passages:\n\n{numbered}\n\nQuestion: {question}\n{ANSWER_REMINDERS[style]}"

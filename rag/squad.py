@@ -23,12 +23,12 @@ from typing import Any
 from tqdm import tqdm
 
 from rag.assistant import Assistant
-from rag.evaluation import index_own
+from rag.evaluation import abstentions_by_step, describe_abstentions, index_own, timed_answer
 from rag.ingest import document_id
 from rag.metrics import exact_match, percentile, recall_at_k, reciprocal_rank, token_f1
 from rag.prompts import strip_markers
 from rag.settings import Settings
-from rag.types import AnswerStyle, Document
+from rag.types import AbstainedBy, AnswerStyle, Document
 
 RANK_DEPTH = 10  # paragraphs ranked per question: recall@10 and MRR@10 need ten
 _ARTICLE_RANGE = re.compile(r"(\d+)(?:\s*-\s*(\d+))?")
@@ -188,7 +188,9 @@ class QuestionResult:
     question: str
     gold: tuple[str, ...]
     answer: str  # what the assistant said, markers included
+    draft: str  # what the model wrote before the checks ("" when it was not asked)
     abstained: bool
+    abstained_by: AbstainedBy | None
     em: float | None  # None for an unanswerable question
     f1: float | None
     total_ms: float
@@ -208,6 +210,10 @@ class AnswerScores:
     p50_ms: float | None
     p95_ms: float | None
     results: tuple[QuestionResult, ...]
+
+    @property
+    def abstentions(self) -> dict[str, dict[str, int]]:
+        return abstentions_by_step((r.abstained_by, bool(r.gold)) for r in self.results)
 
 
 def rank_paragraphs(assistant: Assistant, question: str, depth: int = RANK_DEPTH) -> list[str]:
@@ -262,7 +268,8 @@ def sample_questions(squad: SquadSet, limit: int | None, seed: int) -> list[Squa
 def score_answers(assistant: Assistant, questions: list[SquadQuestion], progress: bool = False) -> AnswerScores:
     results = []
     for q in tqdm(questions, desc="answers", unit="q", disable=not (progress and questions), file=sys.stderr):
-        answer = assistant.ask(q.text)
+        streamed = timed_answer(assistant, q.text, [])
+        answer, draft = streamed.answer, streamed.draft
         prediction = "" if answer.abstained else strip_markers(answer.answer)
         results.append(
             QuestionResult(
@@ -270,7 +277,9 @@ def score_answers(assistant: Assistant, questions: list[SquadQuestion], progress
                 question=q.text,
                 gold=q.answers,
                 answer=answer.answer,
+                draft=draft,
                 abstained=answer.abstained,
+                abstained_by=answer.abstained_by,
                 em=exact_match(prediction, q.answers) if q.answerable else None,
                 f1=token_f1(prediction, q.answers) if q.answerable else None,
                 total_ms=answer.timings.total_ms,
@@ -339,6 +348,7 @@ class SquadReport:
                 "answered_answerable": a.answerable,
                 "answered_unanswerable": a.unanswerable,
                 "abstained": a.abstained,
+                "abstentions_by_step": a.abstentions,
             },
             "timings": {
                 "index_s": round(self.index_seconds, 2),
@@ -393,6 +403,7 @@ class SquadReport:
                 _row("F1 when it answered", a.answered_f1),
                 _row("abstain precision", a.abstain_precision),
                 _row("abstain recall", a.abstain_recall),
+                f"  {'abstained by':<22}{describe_abstentions(a.abstentions)}",
                 f"  {'time per answer':<22}p50 {_seconds(a.p50_ms)}, p95 {_seconds(a.p95_ms)}",
             ]
         return "\n".join(lines)

@@ -7,6 +7,12 @@ from typing import Any, Literal
 
 AnswerStyle = Literal["sentence", "short"]  # how answers are worded; see rag.prompts.SYSTEM_PROMPTS
 
+# Which step of `Assistant.ask_stream` abstained, so evaluations can say where answers are lost:
+# before the model (passages off topic; a name or number of the question missing from them), the model
+# itself, or a check of its draft (citations unsupported; a question name missing from the cited
+# documents; the model's own yes/no check).
+AbstainedBy = Literal["off topic", "names missing", "model", "citations", "cited names", "answer check"]
+
 
 @dataclass(frozen=True)
 class Document:
@@ -91,6 +97,7 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
     passages: list[Passage] = field(default_factory=list)
+    abstained_by: AbstainedBy | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON shape shared by `rag ask --json` and the HTTP API."""

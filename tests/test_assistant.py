@@ -48,12 +48,14 @@ def test_question_about_someone_the_documents_never_mention_abstains(assistant: 
     assert answer.abstained
     assert answer.answer == "The documents don't mention Macron."
     assert answer.citations == []
+    assert answer.abstained_by == "names missing"
 
 
 def test_off_topic_question_abstains(assistant: Assistant) -> None:
     answer = assistant.ask("How long should sourdough bread proof before baking?")
     assert answer.abstained
     assert answer.answer.startswith("The documents don't")
+    assert answer.abstained_by == "off topic"
 
 
 def test_stream_yields_text_then_one_final_answer(assistant: Assistant) -> None:

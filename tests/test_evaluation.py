@@ -15,8 +15,10 @@ from rag.evaluation import (
     EvalSetError,
     Gate,
     QuestionResult,
+    abstentions_by_step,
     check_citations,
     contains_phrase,
+    describe_abstentions,
     facts_present,
     load_gate,
     load_question_set,
@@ -150,6 +152,14 @@ def test_summary_counts_abstentions_and_false_abstentions_separately() -> None:
         "single_fact": {"n": 2, "accuracy": 0.5},
         "unanswerable": {"n": 2, "accuracy": 0.5},
     }
+
+
+def test_abstentions_are_counted_per_step_as_right_or_lost() -> None:
+    outcomes = [("citations", True), ("citations", False), ("off topic", False), (None, True), (None, False)]
+    table = abstentions_by_step(outcomes)
+    assert table == {"citations": {"right": 1, "lost": 1}, "off topic": {"right": 1, "lost": 0}}
+    assert describe_abstentions(table) == "citations 1 right / 1 lost, off topic 1 right / 0 lost"
+    assert describe_abstentions({}) == "none"
 
 
 def test_gate_reports_each_metric_below_its_floor_or_above_its_ceiling() -> None:

@@ -36,11 +36,11 @@ def float_generator() -> Generator:
     return generator
 
 
-def _transformers_greedy(generator: Generator) -> str:
+def _transformers_greedy(generator: Generator, messages: list[dict[str, str]] = MESSAGES) -> str:
     import torch
 
     tokenizer, model = generator._loaded
-    inputs = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.inference_mode():
         out = model.generate(**inputs, max_new_tokens=40, do_sample=False, temperature=None, top_p=None, top_k=None)
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
@@ -58,6 +58,21 @@ def test_answer_is_transformers_greedy_answer_with_and_without_lookup(float_gene
         float_generator.prompt_lookup_tokens = 3
     assert first == again == plain == expected
     assert len(float_generator._prefix_caches) == 1
+
+
+def test_worked_examples_are_cached_with_the_system_prompt_and_change_nothing(float_generator: Generator) -> None:
+    example = [
+        {"role": "user", "content": f"Passage: {PASSAGE}\n\nQuestion: What does it serve on Fridays?"},
+        {"role": "assistant", "content": "Fish."},
+    ]
+    messages = MESSAGES[:1] + example + MESSAGES[1:]
+    expected = _transformers_greedy(float_generator, messages)
+    before = set(float_generator._prefix_caches)
+    assert "".join(float_generator.stream(messages, fixed_messages=3)) == expected
+    (added,) = set(float_generator._prefix_caches) - before
+    tokenizer, _ = float_generator._loaded
+    assert list(added) == tokenizer.apply_chat_template(messages[:3], return_dict=True)["input_ids"]
+    assert "".join(float_generator.stream(messages, fixed_messages=3)) == expected  # from that cache
 
 
 def test_pieces_are_whole_characters_and_cancel_stops_between_steps(float_generator: Generator) -> None:

@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 
 from rag.cli import main
-from rag.prompts import SYSTEM_PROMPTS, build_messages
+from rag.prompts import ABSTAIN_TEXT, FIXED_MESSAGES, SYSTEM_PROMPTS, build_messages
 from rag.settings import Settings
 from rag.squad import (
     SquadError,
@@ -21,6 +21,7 @@ from rag.squad import (
     sample_questions,
     squad_settings,
 )
+from rag.types import Turn
 
 TINY = ROOT / "tests" / "data" / "squad-tiny.json"
 STABLE_KEYS = {
@@ -121,6 +122,21 @@ def test_short_style_asks_for_the_exact_phrase_with_its_marker() -> None:
     assert messages[0]["content"] == SYSTEM_PROMPTS["short"]
     assert "exact phrase" in SYSTEM_PROMPTS["short"] and "[2]" in SYSTEM_PROMPTS["short"]
     assert build_messages("Who built it?", [], [])[0]["content"] == SYSTEM_PROMPTS["sentence"]
+
+
+def test_worked_examples_come_first_and_are_the_same_for_every_question() -> None:
+    history = [Turn("Who built it?", "Robert Stevenson [1].")]
+    first = build_messages("Who built it?", [], [], "short")
+    later = build_messages("When was it lit?", [], history, "short")
+    fixed = FIXED_MESSAGES["short"]
+    assert fixed > 1 and first[:fixed] == later[:fixed]
+    assert [m["role"] for m in first[1:fixed]] == ["user", "assistant"] * ((fixed - 1) // 2)
+    assert any(m["content"] == ABSTAIN_TEXT for m in first[1:fixed])  # they show abstaining too
+    assert later[fixed:] == [
+        {"role": "user", "content": "Who built it?"},
+        {"role": "assistant", "content": "Robert Stevenson."},
+        later[-1],
+    ]
 
 
 @pytest.fixture(scope="module")
