@@ -150,7 +150,7 @@ class Generator:
         return {i for i in [*ids, tokenizer.eos_token_id] if i is not None}
 
     def _prefix_cache(self, model: Any, prefix: list[int], prompt: list[int]) -> tuple[Any, int]:
-        """A cache already holding the system prompt's keys and values (computed once), and how many tokens it holds."""
+        """A cache already holding the fixed messages' keys and values (computed once), and how many tokens it holds."""
         from transformers import DynamicCache
 
         if len(prefix) >= len(prompt) or prompt[: len(prefix)] != prefix:
