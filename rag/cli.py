@@ -112,7 +112,8 @@ def _print_index_report(report: IndexReport) -> None:
         print(f"rag: skipped {error}", file=sys.stderr)
     sync = report.sync
     print(
-        f"Index: {len(sync.added)} added, {len(sync.changed)} changed, {len(sync.removed)} removed, "
+        f"Index: {len(sync.added)} added, {len(sync.changed)} changed, {len(sync.retitled)} retitled, "
+        f"{len(sync.removed)} removed, "
         f"{len(sync.unchanged)} unchanged; embedded {sync.embedded_chunks} chunks in {report.seconds:.1f} s",
         file=sys.stderr,
     )

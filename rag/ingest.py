@@ -16,6 +16,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 _MB = 1024 * 1024  # `max_bytes` is usually int(settings.max_file_mb * _MB)
 _TITLE_MAX_CHARS = 120
+_LABEL_MAX_WORDS = 2  # a first line this short, over a longer headline, is a section label
 
 
 class _Skip(Exception):
@@ -285,7 +287,18 @@ def _markdown_title(text: str) -> str | None:
 
 
 def _first_line(text: str) -> str | None:
-    return next((line for line in text.splitlines() if line.strip()), None)
+    """The first line, unless it is a section label over a headline ("Technology", then the headline).
+
+    The title is shown with every passage and citation: a label says nothing about which article it is.
+    """
+    lines = list(islice((line.strip() for line in text.splitlines() if line.strip()), 2))
+    if len(lines) >= 2 and len(lines[0].split()) <= _LABEL_MAX_WORDS and _is_headline(lines[1]):
+        return lines[1]
+    return lines[0] if lines else None
+
+
+def _is_headline(line: str) -> bool:
+    return len(line.split()) > _LABEL_MAX_WORDS and len(line) <= _TITLE_MAX_CHARS and not line.endswith(".")
 
 
 def _element_text(element: HtmlElement | None) -> str | None:

@@ -148,7 +148,7 @@ def safe_filename(name: str) -> str:
 def _results(report: IndexReport, saved: dict[str, str]) -> list[UploadResult]:
     """Match the index report back to the uploaded names; `load_documents` shows paths relative to cwd."""
     sync = report.sync
-    status = {s: "added" for s in sync.added} | {s: "changed" for s in sync.changed}
+    status = {s: "added" for s in sync.added} | {s: "changed" for s in [*sync.changed, *sync.retitled]}
     status |= {s: "unchanged" for s in sync.unchanged}
     errors = {e.path: e.reason for e in report.errors}
     shown = {Path(s).resolve(): s for s in [*status, *errors]}

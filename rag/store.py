@@ -150,6 +150,7 @@ class SyncReport:
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    retitled: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     embedded_chunks: int = 0
 
@@ -319,6 +320,10 @@ class IndexStore:
                     report.added.append(source)
                 elif old.document.doc_id != doc.doc_id:
                     report.changed.append(source)
+                elif old.document.title != doc.title:  # same text, better title: nothing to re-embed
+                    report.retitled.append(source)
+                    entries[source] = _Entry(doc, old.chunks, old.vectors)
+                    continue
                 else:
                     report.unchanged.append(source)
                     entries[source] = old
@@ -333,7 +338,7 @@ class IndexStore:
                     report.unchanged.append(source)
                     entries[source] = old
 
-            if reusable and bm25_current and not (report.added or report.changed or report.removed):
+            if reusable and bm25_current and not (report.added or report.changed or report.retitled or report.removed):
                 return report
             if not reusable:
                 entries = {s: _Entry(e.document, [], None) for s, e in entries.items()}

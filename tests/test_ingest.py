@@ -106,6 +106,15 @@ def test_markdown_without_heading_falls_back_to_stem(tmp_path: Path) -> None:
     assert load_one(tmp_path / "plain-notes.md").title == "plain-notes"
 
 
+def test_txt_section_label_over_a_headline_is_not_the_title(tmp_path: Path) -> None:
+    labelled = tmp_path / "labelled.txt"
+    labelled.write_text("Technology\n\nCity opens its first tram line in 2026\n\nThe mayor said so on Monday.\n")
+    assert load_one(labelled).title == "City opens its first tram line in 2026"
+    plain = tmp_path / "plain.txt"
+    plain.write_text("Field notes\n\nWe walked along the river to the old mill.\n")
+    assert load_one(plain).title == "Field notes"
+
+
 def test_html_uses_title_and_drops_scripts(tmp_path: Path) -> None:
     html = """<!DOCTYPE html><html><head><title> The   Page Title </title>
     <style>body { color: red }</style><script>var secret = "SCRIPT_SECRET";</script></head>

@@ -121,6 +121,17 @@ def test_modified_document_is_the_only_one_embedded(built: IndexStore, seeds: li
         built.document(seeds[1].doc_id)
 
 
+def test_new_title_for_the_same_text_is_stored_without_embedding(built: IndexStore, seeds: list[Document]) -> None:
+    before = built.snapshot().vectors.copy()
+    retitled = replace(seeds[0], title="A better title")
+    report = built.sync([retitled, *seeds[1:]], ParagraphChunker(), CONFIG)
+    assert report.retitled == [retitled.source]
+    assert report.embedded_chunks == 0
+    assert report.added == report.changed == report.removed == []
+    assert built.document(retitled.doc_id).title == "A better title"
+    assert (built.snapshot().vectors == before).all()
+
+
 def test_unchanged_documents_keep_their_vectors(built: IndexStore, seeds: list[Document]) -> None:
     before = {c.chunk_id: built.snapshot().vectors[i] for i, c in enumerate(built.chunks)}
     built.sync([*seeds, make_document("extra.txt", "Llamas are kept for their wool.")], ParagraphChunker(), CONFIG)
