@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+from functools import lru_cache
 
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN_PLUS
@@ -96,5 +97,36 @@ def salient_terms(question: str) -> list[str]:
 
 
 def mentions(text: str, term: str) -> bool:
-    pattern = rf"(?<![A-Za-z0-9]){re.escape(fold_accents(term))}"
-    return re.search(pattern, fold_accents(text), flags=re.IGNORECASE) is not None
+    """Whether `text` names `term`, from a word start, in any of the ways the same thing is written.
+
+    "700-megawatt" is "700 megawatt", "16th" is "16" (but "16" is not "160"), "EU" is "E.U." or "European
+    Union" (but "US" is not "us"), and "Revolutionary" is met by "Revolution": a name in a question is often
+    written a little differently in the document, and each check that relies on names would refuse it.
+    """
+    return _term_pattern(term).search(fold_accents(text)) is not None
+
+
+# Plural, adjective and demonym endings added to a name: Huguenot-s, Revolution-ary, Europ-ean, Egypt-ian, Asia-n.
+_DERIVED = re.compile(r"^(?P<base>[A-Za-z]{5,}?)(?P<suffix>s|es|ary|ian|ean|an|ic|ical|ist|ism|ese|ish|ern)$")
+_DERIVED_AFTER_A = re.compile(r"^(?P<base>[A-Za-z]{2,}[ie]a)(?P<suffix>n)$")  # India-n, Korea-n
+_ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$", re.IGNORECASE)
+_DASHES = r"[\s\-\u2010-\u2015]+"
+
+
+@lru_cache(maxsize=4096)
+def _term_pattern(term: str) -> re.Pattern[str]:
+    term = fold_accents(term)
+    start = r"(?<![A-Za-z0-9])"
+    if ordinal := _ORDINAL.match(term):
+        return re.compile(rf"{start}{ordinal.group(1)}(?!\d)")
+    if len(term) > 1 and term.isalpha() and term.isupper():  # an acronym: dotted, spelt out, or as is (not "us")
+        dotted = "".join(rf"{letter}\.?" for letter in term)
+        spelt_out = r"\s+".join(rf"{letter}[a-z]+" for letter in term)
+        return re.compile(rf"{start}(?:{dotted}|{spelt_out})")
+    derived = _DERIVED.match(term) or _DERIVED_AFTER_A.match(term)
+    if derived:
+        core = rf"{re.escape(derived['base'])}(?:{derived['suffix']})?"
+    else:
+        core = _DASHES.join(re.escape(part) for part in re.split(r"[\-\u2010-\u2015]", term))
+    end = r"(?!\d)" if term[-1].isdigit() else ""
+    return re.compile(rf"{start}{core}{end}", re.IGNORECASE)

@@ -39,3 +39,33 @@ def test_accents_do_not_hide_a_name() -> None:
     assert mentions(passage, "Maizière")
     assert salient_terms("What role does Thomas de Maiziere have?") == ["Thomas", "Maiziere"]
     assert content_stems("Maizière") == content_stems("Maiziere") == {"maizier"}
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("a 700 megawatt plant", "700-megawatt"),
+        ("on October 16, 1973", "16th"),
+        ("eight U.S. presidents", "US"),
+        ("the law of the European Union", "EU"),
+        ("the American Revolution", "Revolutionary"),
+        ("the single market of Europe", "European"),
+        ("languages of India", "Indian"),
+        ("Huguenot refugees", "Huguenots"),
+    ],
+)
+def test_a_name_written_another_way_is_still_mentioned(text: str, term: str) -> None:
+    assert mentions(text, term)
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("in 160 cases", "16"),  # a number is not the start of a longer one
+        ("he told us so", "US"),  # an acronym keeps its case
+        ("the Colombian president", "Columbia"),  # a misspelt name is not guessed
+        ("Hartmanis wrote it in 1965", "1975"),
+    ],
+)
+def test_a_different_name_or_number_is_not_mentioned(text: str, term: str) -> None:
+    assert not mentions(text, term)
