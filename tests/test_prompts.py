@@ -1,0 +1,23 @@
+"""What the model is shown: the answer prompt and the yes/no answer check read passages the same way."""
+
+from __future__ import annotations
+
+from rag.prompts import build_confirm_messages, build_messages
+from rag.types import Chunk, Passage
+
+PASSAGE = Passage(
+    chunk=Chunk("c-0", "d", 0, "Note: the information is current as of October 2023.", 0, 53),
+    title="Scoop: Meta to open source its next AI models",
+    source="seeds/scoop.txt",
+    score=1.0,
+    relevance=0.7,
+)
+
+
+def test_both_prompts_name_the_article_each_passage_comes_from() -> None:
+    """Questions often name the article ("as of what date does the article on Meta's plan ..."), not the passage."""
+    question = "As of what date does the article on Meta's plan say its information is current?"
+    for messages in (build_messages(question, [PASSAGE], []), build_confirm_messages(question, [PASSAGE], [])):
+        asked = messages[-1]["content"]
+        assert PASSAGE.title in asked and PASSAGE.chunk.text in asked and question in asked
+        assert asked.index(PASSAGE.title) < asked.index(PASSAGE.chunk.text)
