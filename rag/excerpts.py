@@ -10,6 +10,7 @@ when the budget allows.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -43,7 +44,11 @@ class PassageTrimmer:
         trimmed, offset = [], 0
         for passage, sentence_spans in zip(passages, spans, strict=True):
             own = scores[offset : offset + len(sentence_spans)]
+            titled = [_repeats(sentences[offset + i], passage.title) for i in range(len(sentence_spans))]
             offset += len(sentence_spans)
+            # The title is shown above every passage: a headline repeating it in the text adds nothing
+            # and would win on the question's words, leaving out the sentence that answers.
+            own = [-np.inf if is_title else score for score, is_title in zip(own, titled, strict=True)]
             trimmed.append(self._window(passage, sentence_spans, own))
         return trimmed
 
@@ -68,3 +73,12 @@ class PassageTrimmer:
             chunk.chunk_id, chunk.doc_id, chunk.index, chunk.text[start:end], chunk.start + start, chunk.start + end
         )
         return replace(passage, chunk=excerpt)
+
+
+def _repeats(sentence: str, title: str) -> bool:
+    """Whether `sentence` is the title again (any case, spacing or quote marks)."""
+    return _words(sentence) == _words(title) != []
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())

@@ -49,3 +49,21 @@ def test_excerpt_keeps_the_matching_sentence_and_what_follows(embedder: Embedder
 def test_zero_budget_keeps_passages_whole(embedder: Embedder, paris: Document) -> None:
     passages = _passages(paris)
     assert PassageTrimmer(embedder, 0).trim("What did LeCun propose in Paris?", passages) == passages
+
+
+def test_a_headline_repeating_the_title_does_not_crowd_out_the_answer(embedder: Embedder) -> None:
+    title = "Mayor says the new tram line is needed"
+    text = (
+        f"{title}\n\n{title.upper()}\n\n"
+        "The council met on Monday to discuss the budget for next year. "
+        "Several members asked about the costs of road repairs in the old town. "
+        "Ana Ruiz, the mayor since 2019, said the tram line is needed to cut traffic. "
+        "The vote is expected in the spring."
+    )
+    document = Document("d", title, "tram.txt", text)
+    passage = Passage(
+        chunk=Chunker(700, 0).split(document)[0], title=title, source="tram.txt", score=1.0, relevance=0.5
+    )
+    [cut] = PassageTrimmer(embedder, 160).trim("Who is the mayor who says the new tram line is needed?", [passage])
+    assert "Ana Ruiz" in cut.chunk.text
+    assert cut.chunk.text == text[cut.chunk.start : cut.chunk.end]
