@@ -145,7 +145,7 @@ class Assistant:
         """Yield answer text as it is generated, then the final, verified `Answer`.
 
         The streamed text is the model's draft; the final answer may differ (checked citations, or an
-        abstention when the passages turn out not to support it).
+        abstention when the passages turn out not to support it). Once `cancel` is set no `Answer` comes.
         """
         question = self.check_question(question)
         turns = list(history)[-self.settings.history_turns :] if self.settings.history_turns else []
@@ -175,6 +175,8 @@ class Assistant:
                 timings.first_token_ms = elapsed()
             pieces.append(piece)
             yield piece
+        if cancel is not None and cancel.is_set():
+            return  # nobody waits for this answer: skip its checks and give the model to the next question
         draft = "".join(pieces).strip()
 
         verified = self.verifier.verify(draft, passages, question)

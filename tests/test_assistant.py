@@ -76,16 +76,19 @@ def test_answer_json_has_the_documented_shape(assistant: Assistant) -> None:
         assert set(citation) >= CITATION_KEYS
 
 
-def test_cancel_stops_generation_early(assistant: Assistant) -> None:
+def test_cancel_stops_generation_early_and_skips_the_checks(assistant: Assistant) -> None:
     import threading
 
     cancel = threading.Event()
-    pieces = []
+    pieces, answers = [], []
     for event in assistant.ask_stream("Why does Meta open source its AI models?", cancel=cancel):
         if isinstance(event, str):
             pieces.append(event)
             cancel.set()
+        else:
+            answers.append(event)
     assert 1 <= len(pieces) <= 3
+    assert answers == []  # no citation check or answer check ran for an answer nobody waits for
 
 
 def test_bad_files_are_reported_and_the_rest_indexed(tmp_path: Path, tiny_settings: Settings) -> None:
