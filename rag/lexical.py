@@ -66,6 +66,8 @@ def english_stemmer() -> Stemmer.Stemmer:
 
 def fold_accents(text: str) -> str:
     """Drop accents ("Maizière" -> "Maiziere"): people type names without them, and words are ASCII here."""
+    if text.isascii():  # most text, and whole documents are folded for every name checked in them
+        return text
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
