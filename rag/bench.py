@@ -30,7 +30,7 @@ from rag.dense import build_dense_index
 from rag.embedding import Embedder
 from rag.generation import Generator
 from rag.models import generator_gguf
-from rag.prompts import build_messages
+from rag.prompts import FIXED_MESSAGES, build_messages
 from rag.settings import Settings
 from rag.types import Answer
 
@@ -256,7 +256,7 @@ def peak_rss_gib(settings_json: str, variant: str) -> float:
     elif variant == "baseline":
         "".join(_transformers_stream(assistant.generator, messages))
     else:
-        "".join(assistant.generator.stream(messages))
+        "".join(assistant.generator.stream(messages, fixed_messages=FIXED_MESSAGES["sentence"]))
     return _high_water_rss_gib()
 
 
@@ -311,7 +311,7 @@ def generation(report: Report, assistant: Assistant, reps: int, bandwidth_gbs: f
                         pieces = (
                             _transformers_stream(generator, messages)
                             if name == "baseline"
-                            else generator.stream(messages)
+                            else generator.stream(messages, fixed_messages=FIXED_MESSAGES["sentence"])
                         )
                         run = _timed(_collecting(pieces, collected), count)
                         if rep == reps:
