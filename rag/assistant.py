@@ -163,7 +163,7 @@ class Assistant:
             text, step = refusal
             timings.first_token_ms = timings.total_ms = elapsed()
             yield text
-            yield Answer(question, text, True, [], timings, passages, step)
+            yield Answer(question, text, [], timings, passages, step)
             return
 
         passages = self.trimmer.trim(retrieval_queries(question, turns)[0], passages)
@@ -183,9 +183,9 @@ class Assistant:
         step = self._rejected_by(question, draft, verified, passages, turns)
         timings.total_ms = elapsed()
         if step:
-            yield Answer(question, ABSTAIN_TEXT, True, [], timings, passages, step)
+            yield Answer(question, ABSTAIN_TEXT, [], timings, passages, step)
             return
-        yield Answer(question, verified.text, False, verified.citations, timings, passages)
+        yield Answer(question, verified.text, verified.citations, timings, passages)
 
     def retrieve(self, question: str, top_k: int, history: Sequence[Turn] = ()) -> list[Passage]:
         """The passages an answer to `question` would be written from; evaluations rank with this too."""
@@ -247,11 +247,12 @@ class Assistant:
 
         The model alone will happily answer from its own knowledge, so two checks come first: the
         passages must be about the question at all, and every name or number in the question must
-        appear in them (or earlier in the conversation).
+        appear in them or their titles (or earlier in the conversation), as the later name checks count titles.
         """
         if not passages or max(p.relevance for p in passages) < self.settings.min_relevance:
             return ABSTAIN_TEXT, "off topic"
-        evidence = " ".join([p.chunk.text for p in passages] + [t.question + " " + t.answer for t in history])
+        shown = [f"{p.title} {p.chunk.text}" for p in passages]
+        evidence = " ".join(shown + [f"{t.question} {t.answer}" for t in history])
         evidence_stems = content_stems(evidence)
         missing = [
             term

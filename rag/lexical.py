@@ -101,9 +101,10 @@ def salient_terms(question: str) -> list[str]:
 def mentions(text: str, term: str) -> bool:
     """Whether `text` names `term`, from a word start, in any of the ways the same thing is written.
 
-    "700-megawatt" is "700 megawatt", "16th" is "16" (but "16" is not "160"), "EU" is "E.U." or "European
-    Union" (but "US" is not "us"), and "Revolutionary" is met by "Revolution": a name in a question is often
-    written a little differently in the document, and each check that relies on names would refuse it.
+    "700-megawatt" is "700 megawatt", "16th" is "16" (but "16" is not "160"), "1600s" is "17th century", "EU"
+    is "E.U." or "European Union" (but "US" is not "us"), and "Revolutionary" is met by "Revolution": a name
+    in a question is often written a little differently in the document, and each check that relies on names
+    would refuse it.
     """
     return _term_pattern(term).search(fold_accents(text)) is not None
 
@@ -112,6 +113,7 @@ def mentions(text: str, term: str) -> bool:
 _DERIVED = re.compile(r"^(?P<base>[A-Za-z]{5,}?)(?P<suffix>s|es|ary|ian|ean|an|ic|ical|ist|ism|ese|ish|ern)$")
 _DERIVED_AFTER_A = re.compile(r"^(?P<base>[A-Za-z]{2,}[ie]a)(?P<suffix>n)$")  # India-n, Korea-n
 _ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$", re.IGNORECASE)
+_HUNDREDS = re.compile(r"^(\d{1,2})00s$")  # 1600s: the 17th century
 _DASHES = r"[\s\-\u2010-\u2015]+"
 
 
@@ -121,6 +123,11 @@ def _term_pattern(term: str) -> re.Pattern[str]:
     start = r"(?<![A-Za-z0-9])"
     if ordinal := _ORDINAL.match(term):
         return re.compile(rf"{start}{ordinal.group(1)}(?!\d)")
+    if hundreds := _HUNDREDS.match(term):
+        century = int(hundreds.group(1)) + 1
+        nth = r"(?:st|nd|rd|th)"
+        and_another = rf"(?:{_DASHES}(?:and|or|to){_DASHES}\d+{nth})?"  # "the 17th and 18th centuries"
+        return re.compile(rf"{start}(?:{term}|{century}{nth}{and_another}{_DASHES}centur(?:y|ies))", re.IGNORECASE)
     if len(term) > 1 and term.isalpha() and term.isupper():  # an acronym: dotted, spelt out, or as is (not "us")
         dotted = "".join(rf"{letter}\.?" for letter in term)
         spelt_out = r"\s+".join(rf"{letter}[a-z]+" for letter in term)

@@ -93,11 +93,14 @@ class Timings:
 class Answer:
     question: str
     answer: str
-    abstained: bool
     citations: list[Citation] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
     passages: list[Passage] = field(default_factory=list)
-    abstained_by: AbstainedBy | None = None
+    abstained_by: AbstainedBy | None = None  # the step that refused to answer; None for an answer
+
+    @property
+    def abstained(self) -> bool:
+        return self.abstained_by is not None
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON shape shared by `rag ask --json` and the HTTP API."""

@@ -102,7 +102,6 @@ def test_citation_precision_needs_a_gold_document_that_supports_the_sentence() -
     answer = Answer(
         "q",
         "LeCun proposed collaborative training across data centers [1]. Zuckerberg praised PyTorch [2].",
-        False,
         [
             _citation(1, "seeds/gold.txt", "LeCun proposed collaborative training with data centers worldwide."),
             _citation(2, "seeds/gold.txt", "The weather in Paris was mild."),

@@ -52,6 +52,10 @@ def test_accents_do_not_hide_a_name() -> None:
         ("the single market of Europe", "European"),
         ("languages of India", "Indian"),
         ("Huguenot refugees", "Huguenots"),
+        ("mayors in the 17th and 18th centuries", "1700s"),
+        ("a 17th-century church", "1600s"),
+        ("in the 1600s", "1600s"),
+        ("in the 18th and 19th centuries", "1700s"),
     ],
 )
 def test_a_name_written_another_way_is_still_mentioned(text: str, term: str) -> None:
@@ -65,6 +69,7 @@ def test_a_name_written_another_way_is_still_mentioned(text: str, term: str) -> 
         ("he told us so", "US"),  # an acronym keeps its case
         ("the Colombian president", "Columbia"),  # a misspelt name is not guessed
         ("Hartmanis wrote it in 1965", "1975"),
+        ("in the 16th century", "1600s"),
     ],
 )
 def test_a_different_name_or_number_is_not_mentioned(text: str, term: str) -> None:

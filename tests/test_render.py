@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rag.render import answer_html, document_page, markdown, sources_html
-from rag.types import Answer, Citation, Timings
+from rag.types import AbstainedBy, Answer, Citation, Timings
 
 TEXT = "Intro. LeCun proposed <b>shared</b> data centers. The end."
 CITATION = Citation(
@@ -20,8 +20,9 @@ CITATION = Citation(
 )
 
 
-def _answer(text: str, abstained: bool = False) -> Answer:
-    return Answer("What did LeCun propose?", text, abstained, [] if abstained else [CITATION], Timings(11, 3100, 9900))
+def _answer(text: str, abstained_by: AbstainedBy | None = None) -> Answer:
+    citations = [] if abstained_by else [CITATION]
+    return Answer("What did LeCun propose?", text, citations, Timings(11, 3100, 9900), abstained_by=abstained_by)
 
 
 def test_model_html_is_escaped_and_markdown_kept() -> None:
@@ -40,7 +41,7 @@ def test_cited_markers_link_to_their_source_card_and_others_stay_text() -> None:
 
 
 def test_abstention_looks_different() -> None:
-    html = answer_html(_answer("The documents don't mention <b>Macron</b>.", abstained=True), turn=0)
+    html = answer_html(_answer("The documents don't mention <b>Macron</b>.", abstained_by="names missing"), turn=0)
     assert 'class="rag-abstain"' in html and "Not in the documents" in html
     assert "&lt;b&gt;Macron&lt;/b&gt;" in html
     assert "rag-cite" not in html
