@@ -113,7 +113,7 @@ def mentions(text: str, term: str) -> bool:
 _DERIVED = re.compile(r"^(?P<base>[A-Za-z]{5,}?)(?P<suffix>s|es|ary|ian|ean|an|ic|ical|ist|ism|ese|ish|ern)$")
 _DERIVED_AFTER_A = re.compile(r"^(?P<base>[A-Za-z]{2,}[ie]a)(?P<suffix>n)$")  # India-n, Korea-n
 _ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$", re.IGNORECASE)
-_HUNDREDS = re.compile(r"^(\d{1,2})00s$")  # 1600s: the 17th century
+_HUNDREDS = re.compile(r"^(1?\d)00s$")  # 1600s: the 17th century (but the 2000s are a decade)
 _DASHES = r"[\s\-\u2010-\u2015]+"
 
 

@@ -70,6 +70,7 @@ def test_a_name_written_another_way_is_still_mentioned(text: str, term: str) -> 
         ("the Colombian president", "Columbia"),  # a misspelt name is not guessed
         ("Hartmanis wrote it in 1965", "1975"),
         ("in the 16th century", "1600s"),
+        ("early in the 21st century", "2000s"),
     ],
 )
 def test_a_different_name_or_number_is_not_mentioned(text: str, term: str) -> None:
