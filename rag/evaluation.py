@@ -169,7 +169,6 @@ class QuestionResult:
     category: str
     question: str
     answer: str
-    abstained: bool
     answerable: bool
     correct: bool
     f1: float | None
@@ -184,6 +183,10 @@ class QuestionResult:
     draft: str = ""
     trap: str | None = None
     abstained_by: AbstainedBy | None = None
+
+    @property
+    def abstained(self) -> bool:
+        return self.abstained_by is not None
 
     @property
     def verdict(self) -> str:
@@ -230,7 +233,6 @@ def score(question: EvalQuestion, streamed: Streamed, top_k: int) -> QuestionRes
         category=question.category,
         question=question.question,
         answer=answer.answer,
-        abstained=answer.abstained,
         answerable=question.answerable,
         correct=answered and facts_present(text, question.facts),
         f1=token_f1(text if answered else "", [question.reference]) if question.answerable else None,
@@ -269,7 +271,7 @@ class EvalReport:
             "abstentions_by_step": self.abstentions,
             "settings": self.settings,
             "seconds": round(self.seconds, 1),
-            "questions": [asdict(r) | {"verdict": r.verdict} for r in self.results],
+            "questions": [asdict(r) | {"abstained": r.abstained, "verdict": r.verdict} for r in self.results],
         }
 
 

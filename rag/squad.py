@@ -189,11 +189,14 @@ class QuestionResult:
     gold: tuple[str, ...]
     answer: str  # what the assistant said, markers included
     draft: str  # what the model wrote before the checks ("" when it was not asked)
-    abstained: bool
-    abstained_by: AbstainedBy | None
+    abstained_by: AbstainedBy | None  # None when it answered
     em: float | None  # None for an unanswerable question
     f1: float | None
     total_ms: float
+
+    @property
+    def abstained(self) -> bool:
+        return self.abstained_by is not None
 
 
 @dataclass(frozen=True)
@@ -278,7 +281,6 @@ def score_answers(assistant: Assistant, questions: list[SquadQuestion], progress
                 gold=q.answers,
                 answer=answer.answer,
                 draft=draft,
-                abstained=answer.abstained,
                 abstained_by=answer.abstained_by,
                 em=exact_match(prediction, q.answers) if q.answerable else None,
                 f1=token_f1(prediction, q.answers) if q.answerable else None,
@@ -376,7 +378,7 @@ class SquadReport:
                     )
                 },
             },
-            "answers": [asdict(result) for result in a.results],
+            "answers": [asdict(result) | {"abstained": result.abstained} for result in a.results],
         }
 
     def table(self) -> str:

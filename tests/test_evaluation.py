@@ -121,7 +121,7 @@ def _result(category: str, answerable: bool, correct: bool, abstained: bool, tot
         category=category,
         question="q",
         answer="a",
-        abstained=abstained,
+        abstained_by="model" if abstained else None,
         answerable=answerable,
         correct=correct,
         f1=0.5 if answerable else None,
