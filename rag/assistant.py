@@ -17,9 +17,8 @@ from rag.ingest import load_documents
 from rag.lexical import content_stems, mentions, salient_terms
 from rag.prompts import (
     ABSTAIN_TEXT,
-    FIXED_MESSAGES,
-    build_confirm_messages,
-    build_messages,
+    build_confirm_prompt,
+    build_prompt,
     declines,
     retrieval_queries,
 )
@@ -126,10 +125,7 @@ class Assistant:
         keys and values are computed on first use.
         """
         self.retriever.retrieve("warm up", 1)
-        style = self.settings.answer_style
-        first_piece = self.generator.stream(
-            build_messages("warm up", [], [], style), fixed_messages=FIXED_MESSAGES[style]
-        )
+        first_piece = self.generator.stream(build_prompt("warm up", [], [], self.settings.answer_style))
         next(first_piece, None)
         first_piece.close()
 
@@ -168,9 +164,8 @@ class Assistant:
 
         passages = self.trimmer.trim(retrieval_queries(question, turns)[0], passages)
         pieces: list[str] = []
-        style = self.settings.answer_style
-        messages = build_messages(question, passages, turns, style)
-        for piece in self.generator.stream(messages, cancel, FIXED_MESSAGES[style]):
+        prompt = build_prompt(question, passages, turns, self.settings.answer_style)
+        for piece in self.generator.stream(prompt, cancel):
             if not pieces:
                 timings.first_token_ms = elapsed()
             pieces.append(piece)
@@ -237,7 +232,7 @@ class Assistant:
         if not self.settings.answer_check:
             return True
         cited = [passages[n - 1] for n in dict.fromkeys(c.n for c in citations)]
-        odds = self.generator.yes_log_odds(build_confirm_messages(question, cited, history))
+        odds = self.generator.yes_log_odds(build_confirm_prompt(question, cited, history))
         return odds >= self.settings.answer_check_min_log_odds
 
     def _unanswerable(

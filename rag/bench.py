@@ -30,7 +30,7 @@ from rag.dense import build_dense_index
 from rag.embedding import Embedder
 from rag.generation import Generator
 from rag.models import generator_gguf
-from rag.prompts import FIXED_MESSAGES, build_messages
+from rag.prompts import build_prompt
 from rag.settings import Settings
 from rag.types import Answer
 
@@ -248,15 +248,15 @@ def peak_rss_gib(settings_json: str, variant: str) -> float:
     if variant == "baseline":
         settings = settings.model_copy(update={"generator_quantization": "none", "prompt_lookup_tokens": 0})
     assistant = Assistant(settings)
-    messages = build_messages(LECUN, assistant.retriever.retrieve(LECUN, settings.top_k), [])
+    prompt = build_prompt(LECUN, assistant.retriever.retrieve(LECUN, settings.top_k), [])
     if variant == "llama.cpp":
         llama = _llama(settings)
         assert llama is not None
-        "".join(_llama_stream(llama, messages, settings.max_new_tokens))
+        "".join(_llama_stream(llama, prompt.messages, settings.max_new_tokens))
     elif variant == "baseline":
-        "".join(_transformers_stream(assistant.generator, messages))
+        "".join(_transformers_stream(assistant.generator, prompt.messages))
     else:
-        "".join(assistant.generator.stream(messages, fixed_messages=FIXED_MESSAGES["sentence"]))
+        "".join(assistant.generator.stream(prompt))
     return _high_water_rss_gib()
 
 
@@ -285,10 +285,10 @@ def generation(report: Report, assistant: Assistant, reps: int, bandwidth_gbs: f
     settings = assistant.settings
     generator = assistant.generator
     tokenizer, model = generator._loaded
-    prompts = [build_messages(q, assistant.retriever.retrieve(q, settings.top_k), []) for q in GENERATION_QUESTIONS]
+    prompts = [build_prompt(q, assistant.retriever.retrieve(q, settings.top_k), []) for q in GENERATION_QUESTIONS]
     prompt_tokens = [
-        len(tokenizer.apply_chat_template(m, add_generation_prompt=True, return_dict=True)["input_ids"])
-        for m in prompts
+        len(tokenizer.apply_chat_template(p.messages, add_generation_prompt=True, return_dict=True)["input_ids"])
+        for p in prompts
     ]
 
     def count(text: str) -> int:
@@ -301,17 +301,17 @@ def generation(report: Report, assistant: Assistant, reps: int, bandwidth_gbs: f
     runs: dict[str, list[Run]] = {v: [] for v in variants}
     answers: dict[str, list[str]] = {v: [] for v in variants}
     for rep in range(reps + 1):  # the first round warms up every variant and is not counted
-        for messages in prompts:
+        for prompt in prompts:
             for name in variants:
                 if name == "llama.cpp":
-                    run = _timed(_llama_stream(llama, messages, settings.max_new_tokens), count)
+                    run = _timed(_llama_stream(llama, prompt.messages, settings.max_new_tokens), count)
                 else:
                     with _variant(generator, name):
                         collected: list[str] = []
                         pieces = (
-                            _transformers_stream(generator, messages)
+                            _transformers_stream(generator, prompt.messages)
                             if name == "baseline"
-                            else generator.stream(messages, fixed_messages=FIXED_MESSAGES["sentence"])
+                            else generator.stream(prompt)
                         )
                         run = _timed(_collecting(pieces, collected), count)
                         if rep == reps:
@@ -574,7 +574,7 @@ def end_to_end(report: Report, assistant: Assistant, reps: int) -> None:
 
 def _prompt_tokens(assistant: Assistant, answer: Answer) -> int:
     tokenizer, _ = assistant.generator._loaded
-    messages = build_messages(answer.question, answer.passages, [], assistant.settings.answer_style)
+    messages = build_prompt(answer.question, answer.passages, [], assistant.settings.answer_style).messages
     return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"])
 
 

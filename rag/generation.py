@@ -24,6 +24,7 @@ from typing import Any
 
 from rag.models import generator_model_dir
 from rag.quantization import Quantization, quantize_linears
+from rag.types import Prompt
 
 
 class Generator:
@@ -71,20 +72,17 @@ class Generator:
         tokenizer, _ = self._loaded
         return len(tokenizer(text, add_special_tokens=False).input_ids)
 
-    def stream(
-        self, messages: list[dict[str, str]], cancel: threading.Event | None = None, fixed_messages: int = 1
-    ) -> Iterator[str]:
+    def stream(self, prompt: Prompt, cancel: threading.Event | None = None) -> Iterator[str]:
         """Yield the text of a greedy answer as it is decoded; setting `cancel` stops it between steps.
 
-        The first `fixed_messages` (the system prompt and any worked examples) are the same for every
-        question: their keys and values are computed once and reused.
+        The keys and values of the prompt's fixed messages are computed once and reused.
         """
         import torch
 
         tokenizer, model = self._loaded
         stops = self._stop_tokens(tokenizer, model)
         with self._lock, torch.inference_mode():
-            prompt, cache, logits = self._prefill(messages, fixed_messages)
+            tokens, cache, logits = self._prefill(prompt)
             answer = [int(logits.argmax())]
             shown = ""
             while True:
@@ -94,9 +92,9 @@ class Generator:
                     shown = text
                 if answer[-1] in stops or len(answer) >= self.max_new_tokens or (cancel and cancel.is_set()):
                     return
-                answer += self._step(model, cache, prompt + answer, stops)[: self.max_new_tokens - len(answer)]
+                answer += self._step(model, cache, tokens + answer, stops)[: self.max_new_tokens - len(answer)]
 
-    def yes_log_odds(self, messages: list[dict[str, str]]) -> float:
+    def yes_log_odds(self, prompt: Prompt) -> float:
         """log P(yes) - log P(no) for the first token of the reply: the model's verdict on a yes/no question."""
         import torch
 
@@ -105,11 +103,11 @@ class Generator:
             w: [tokenizer.encode(f, add_special_tokens=False)[0] for f in (w, w.capitalize())] for w in ("yes", "no")
         }
         with self._lock, torch.inference_mode():
-            _, _, logits = self._prefill(messages)
+            _, _, logits = self._prefill(prompt)
         scores = torch.log_softmax(logits.float(), dim=-1)
         return float(torch.logsumexp(scores[words["yes"]], 0) - torch.logsumexp(scores[words["no"]], 0))
 
-    def _prefill(self, messages: list[dict[str, str]], fixed_messages: int = 1) -> tuple[list[int], Any, Any]:
+    def _prefill(self, prompt: Prompt) -> tuple[list[int], Any, Any]:
         """Read the prompt (its fixed messages from their cache): its tokens, the cache now holding all of them,
         and the next-token logits at its last position, the only one projected onto the vocabulary.
 
@@ -118,11 +116,12 @@ class Generator:
         import torch
 
         tokenizer, model = self._loaded
-        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
-        prefix = tokenizer.apply_chat_template(messages[:fixed_messages], return_dict=True)["input_ids"]
-        cache, done = self._prefix_cache(model, prefix, prompt)
-        logits = model(input_ids=torch.tensor([prompt[done:]]), past_key_values=cache, logits_to_keep=1).logits
-        return prompt, cache, logits[0, -1]
+        messages = prompt.messages
+        tokens = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
+        prefix = tokenizer.apply_chat_template(messages[: prompt.fixed], return_dict=True)["input_ids"]
+        cache, done = self._prefix_cache(model, prefix, tokens)
+        logits = model(input_ids=torch.tensor([tokens[done:]]), past_key_values=cache, logits_to_keep=1).logits
+        return tokens, cache, logits[0, -1]
 
     def _step(self, model: Any, cache: Any, tokens: list[int], stops: set[int]) -> list[int]:
         """Decode from the last token, with prompt-lookup drafts verified in the same forward pass.
@@ -149,11 +148,11 @@ class Generator:
         ids = configured if isinstance(configured, list) else [configured]
         return {i for i in [*ids, tokenizer.eos_token_id] if i is not None}
 
-    def _prefix_cache(self, model: Any, prefix: list[int], prompt: list[int]) -> tuple[Any, int]:
+    def _prefix_cache(self, model: Any, prefix: list[int], tokens: list[int]) -> tuple[Any, int]:
         """A cache already holding the fixed messages' keys and values (computed once), and how many tokens it holds."""
         from transformers import DynamicCache
 
-        if len(prefix) >= len(prompt) or prompt[: len(prefix)] != prefix:
+        if len(prefix) >= len(tokens) or tokens[: len(prefix)] != prefix:
             return DynamicCache(config=model.config), 0
         key = tuple(prefix)
         if key not in self._prefix_caches:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 from rag.citations import MARKER
-from rag.types import AnswerStyle, Passage, Turn
+from rag.types import AnswerStyle, Passage, Prompt, Turn
 
 ABSTAIN_TEXT = "The documents don't say."
 
@@ -42,7 +42,7 @@ ANSWER_REMINDERS: dict[AnswerStyle, str] = {
 # Worked examples, given as earlier turns of the conversation, show a small model the form better than
 # rules do, and each reply ending where the answer ends teaches it to stop. They come right after the
 # system prompt and are the same for every question, so their keys and values are computed once
-# (`FIXED_MESSAGES`, rag.generation): they cost nothing per question.
+# (`Prompt.fixed`, rag.generation): they cost nothing per question.
 _EXAMPLE_PASSAGES = (
     (
         "City council approves tram line",
@@ -66,7 +66,6 @@ EXAMPLES: dict[AnswerStyle, tuple[tuple[str, str], ...]] = {
         ("How long is the tram line?", ABSTAIN_TEXT),
     ),
 }
-FIXED_MESSAGES: dict[AnswerStyle, int] = {style: 1 + 2 * len(pairs) for style, pairs in EXAMPLES.items()}
 
 
 # Asked after the answer is written and its citations checked: small models answer questions whose
@@ -75,17 +74,19 @@ FIXED_MESSAGES: dict[AnswerStyle, int] = {style: 1 + 2 * len(pairs) for style, p
 CONFIRM_PROMPT = "You check whether a passage answers a question. Reply with yes or no."
 
 
-def build_confirm_messages(question: str, passages: list[Passage], history: list[Turn]) -> list[dict[str, str]]:
+def build_confirm_prompt(question: str, passages: list[Passage], history: list[Turn]) -> Prompt:
     """The yes/no question the model answers about the passages an answer cites."""
     earlier = "".join(
         f"Earlier question: {t.question}\nEarlier answer: {strip_markers(t.answer)}\n\n" for t in history[-1:]
     )
     text = "\n\n".join(f"{p.title}\n{p.chunk.text}" for p in passages)
     ask = "Does the passage answer this question, without assuming anything it does not say? Reply yes or no."
-    return [
-        {"role": "system", "content": CONFIRM_PROMPT},
-        {"role": "user", "content": f"Passage:\n{text}\n\n{earlier}Question: {question}\n{ask}"},
-    ]
+    return Prompt(
+        [
+            {"role": "system", "content": CONFIRM_PROMPT},
+            {"role": "user", "content": f"Passage:\n{text}\n\n{earlier}Question: {question}\n{ask}"},
+        ]
+    )
 
 
 _DECLINES = re.compile(
@@ -115,19 +116,21 @@ def retrieval_queries(question: str, history: list[Turn]) -> list[str]:
     return [f"{last.question} {strip_markers(last.answer)} {question}", question]
 
 
-def build_messages(
+def build_prompt(
     question: str, passages: list[Passage], history: list[Turn], style: AnswerStyle = "sentence"
-) -> list[dict[str, str]]:
+) -> Prompt:
+    """The system prompt and worked examples (fixed), the conversation so far, then passages and question."""
     messages = [{"role": "system", "content": SYSTEM_PROMPTS[style]}]
     for example_question, example_answer in EXAMPLES[style]:
         messages.append({"role": "user", "content": _question_prompt(_EXAMPLE_PASSAGES, example_question, style)})
         messages.append({"role": "assistant", "content": example_answer})
+    fixed = len(messages)
     for turn in history:
         messages.append({"role": "user", "content": turn.question})
         messages.append({"role": "assistant", "content": strip_markers(turn.answer)})
     shown = [(p.title, p.chunk.text) for p in passages]
     messages.append({"role": "user", "content": _question_prompt(shown, question, style)})
-    return messages
+    return Prompt(messages, fixed)
 
 
 def _question_prompt(passages: Sequence[tuple[str, str]], question: str, style: AnswerStyle) -> str:

@@ -52,6 +52,19 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class Prompt:
+    """Chat messages for the model, and how many lead them unchanged from question to question.
+
+    The first `fixed` messages (the system prompt, any worked examples) are the same for every
+    question, so the generator computes their keys and values once; the count travels with the
+    messages because only the code that wrote them knows it.
+    """
+
+    messages: list[dict[str, str]]
+    fixed: int = 1
+
+
+@dataclass(frozen=True)
 class Citation:
     """Evidence for an answer sentence: passage [n], where it sits in its document, and the quote in it.
 

@@ -90,13 +90,13 @@ def test_cli_json_with_the_default_model(assistant: Assistant) -> None:
 
 
 def test_answer_check_agrees_with_a_right_answer_and_not_with_a_false_premise(assistant: Assistant) -> None:
-    from rag.prompts import build_confirm_messages
+    from rag.prompts import build_confirm_prompt
 
     question = "What did LeCun propose in Paris?"
     answer = assistant.ask(question)
     cited = [answer.passages[n - 1] for n in dict.fromkeys(c.n for c in answer.citations)]
     assert cited
     false_premise = "Why did LeCun sell PyTorch to Google?"
-    agree = assistant.generator.yes_log_odds(build_confirm_messages(question, cited, []))
-    premise = assistant.generator.yes_log_odds(build_confirm_messages(false_premise, cited, []))
+    agree = assistant.generator.yes_log_odds(build_confirm_prompt(question, cited, []))
+    premise = assistant.generator.yes_log_odds(build_confirm_prompt(false_premise, cited, []))
     assert agree > assistant.settings.answer_check_min_log_odds > premise

@@ -8,6 +8,7 @@ import pytest
 
 from rag.generation import Generator, _prompt_lookup
 from rag.settings import Settings
+from rag.types import Prompt
 
 PASSAGE = (
     "The canteen on the third floor opens at noon every weekday and closes at half past two. "
@@ -49,11 +50,11 @@ def _transformers_greedy(generator: Generator, messages: list[dict[str, str]] = 
 def test_answer_is_transformers_greedy_answer_with_and_without_lookup(float_generator: Generator) -> None:
     expected = _transformers_greedy(float_generator)
     assert expected.strip()
-    first = "".join(float_generator.stream(MESSAGES))
-    again = "".join(float_generator.stream(MESSAGES))  # now from the cached system prefix
+    first = "".join(float_generator.stream(Prompt(MESSAGES)))
+    again = "".join(float_generator.stream(Prompt(MESSAGES)))  # now from the cached system prefix
     float_generator.prompt_lookup_tokens = 0
     try:
-        plain = "".join(float_generator.stream(MESSAGES))
+        plain = "".join(float_generator.stream(Prompt(MESSAGES)))
     finally:
         float_generator.prompt_lookup_tokens = 3
     assert first == again == plain == expected
@@ -68,29 +69,31 @@ def test_worked_examples_are_cached_with_the_system_prompt_and_change_nothing(fl
     messages = MESSAGES[:1] + example + MESSAGES[1:]
     expected = _transformers_greedy(float_generator, messages)
     before = set(float_generator._prefix_caches)
-    assert "".join(float_generator.stream(messages, fixed_messages=3)) == expected
+    assert "".join(float_generator.stream(Prompt(messages, fixed=3))) == expected
     (added,) = set(float_generator._prefix_caches) - before
     tokenizer, _ = float_generator._loaded
     assert list(added) == tokenizer.apply_chat_template(messages[:3], return_dict=True)["input_ids"]
-    assert "".join(float_generator.stream(messages, fixed_messages=3)) == expected  # from that cache
+    assert "".join(float_generator.stream(Prompt(messages, fixed=3))) == expected  # from that cache
 
 
 def test_pieces_are_whole_characters_and_cancel_stops_between_steps(float_generator: Generator) -> None:
     cancel = threading.Event()
     pieces = []
-    for piece in float_generator.stream(MESSAGES, cancel):
+    for piece in float_generator.stream(Prompt(MESSAGES), cancel):
         pieces.append(piece)
         cancel.set()
     assert len(pieces) == 1 and pieces[0]
-    full = list(float_generator.stream(MESSAGES))
+    full = list(float_generator.stream(Prompt(MESSAGES)))
     assert len(full) > 1 and all("\ufffd" not in p for p in full)
 
 
 def test_yes_log_odds_is_a_finite_verdict_from_the_cached_prefix(float_generator: Generator) -> None:
-    messages = [
-        {"role": "system", "content": "Reply with yes or no."},
-        {"role": "user", "content": f"Passage: {PASSAGE}\n\nDoes the canteen serve fish on Fridays?"},
-    ]
-    first = float_generator.yes_log_odds(messages)
+    prompt = Prompt(
+        [
+            {"role": "system", "content": "Reply with yes or no."},
+            {"role": "user", "content": f"Passage: {PASSAGE}\n\nDoes the canteen serve fish on Fridays?"},
+        ]
+    )
+    first = float_generator.yes_log_odds(prompt)
     assert first == first and abs(first) < 50  # a number, not nan or inf
-    assert float_generator.yes_log_odds(messages) == pytest.approx(first, abs=1e-4)  # again, from the cached prefix
+    assert float_generator.yes_log_odds(prompt) == pytest.approx(first, abs=1e-4)  # again, from the cached prefix

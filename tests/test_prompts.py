@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.prompts import build_confirm_messages, build_messages
+from rag.prompts import build_confirm_prompt, build_prompt
 from rag.types import Chunk, Passage
 
 PASSAGE = Passage(
@@ -17,7 +17,7 @@ PASSAGE = Passage(
 def test_both_prompts_name_the_article_each_passage_comes_from() -> None:
     """Questions often name the article ("as of what date does the article on Meta's plan ..."), not the passage."""
     question = "As of what date does the article on Meta's plan say its information is current?"
-    for messages in (build_messages(question, [PASSAGE], []), build_confirm_messages(question, [PASSAGE], [])):
-        asked = messages[-1]["content"]
+    for prompt in (build_prompt(question, [PASSAGE], []), build_confirm_prompt(question, [PASSAGE], [])):
+        asked = prompt.messages[-1]["content"]
         assert PASSAGE.title in asked and PASSAGE.chunk.text in asked and question in asked
         assert asked.index(PASSAGE.title) < asked.index(PASSAGE.chunk.text)

@@ -20,6 +20,7 @@ from rag.quantization import (
     weight_bytes_per_token,
 )
 from rag.settings import Settings
+from rag.types import Prompt
 
 
 def _model() -> nn.Module:
@@ -79,7 +80,7 @@ def test_tiny_generator_streams_with_int4_and_prompt_lookup() -> None:
     cache = Settings().cache_dir
     generator = Generator("smollm2-135m", cache, max_new_tokens=12, quantization="int4", prompt_lookup_tokens=3)
     messages = [{"role": "user", "content": "Repeat after me: the canteen opens at noon every day."}]
-    pieces = list(generator.stream(messages, threading.Event()))
+    pieces = list(generator.stream(Prompt(messages), threading.Event()))
     assert pieces and "".join(pieces).strip()
     _, model = generator._loaded
     assert any(isinstance(m, PackedLinear) for m in model.modules())

@@ -65,7 +65,7 @@ class FakeGeneration:
         self.runs: list[tuple[int, bool]] = []  # (pieces yielded, cancelled) per generation
         self.lock = threading.Lock()
 
-    def stream(self, messages: object, cancel: threading.Event | None = None, fixed_messages: int = 1) -> Iterator[str]:
+    def stream(self, prompt: object, cancel: threading.Event | None = None) -> Iterator[str]:
         with self.lock:
             self.running += 1
             self.most_at_once = max(self.most_at_once, self.running)

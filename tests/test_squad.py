@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 
 from rag.cli import main
-from rag.prompts import ABSTAIN_TEXT, FIXED_MESSAGES, SYSTEM_PROMPTS, build_messages
+from rag.prompts import ABSTAIN_TEXT, SYSTEM_PROMPTS, build_prompt
 from rag.settings import Settings
 from rag.squad import (
     SquadError,
@@ -118,18 +118,18 @@ def test_squad_gets_its_own_index_per_file_articles_and_chunking(settings: Setti
 
 
 def test_short_style_asks_for_the_exact_phrase_with_its_marker() -> None:
-    messages = build_messages("Who built it?", [], [], "short")
+    messages = build_prompt("Who built it?", [], [], "short").messages
     assert messages[0]["content"] == SYSTEM_PROMPTS["short"]
     assert "exact phrase" in SYSTEM_PROMPTS["short"] and "[2]" in SYSTEM_PROMPTS["short"]
-    assert build_messages("Who built it?", [], [])[0]["content"] == SYSTEM_PROMPTS["sentence"]
+    assert build_prompt("Who built it?", [], []).messages[0]["content"] == SYSTEM_PROMPTS["sentence"]
 
 
 def test_worked_examples_come_first_and_are_the_same_for_every_question() -> None:
     history = [Turn("Who built it?", "Robert Stevenson [1].")]
-    first = build_messages("Who built it?", [], [], "short")
-    later = build_messages("When was it lit?", [], history, "short")
-    fixed = FIXED_MESSAGES["short"]
-    assert fixed > 1 and first[:fixed] == later[:fixed]
+    first_prompt = build_prompt("Who built it?", [], [], "short")
+    later_prompt = build_prompt("When was it lit?", [], history, "short")
+    first, later, fixed = first_prompt.messages, later_prompt.messages, first_prompt.fixed
+    assert later_prompt.fixed == fixed > 1 and first[:fixed] == later[:fixed]
     assert [m["role"] for m in first[1:fixed]] == ["user", "assistant"] * ((fixed - 1) // 2)
     assert any(m["content"] == ABSTAIN_TEXT for m in first[1:fixed])  # they show abstaining too
     assert later[fixed:] == [
