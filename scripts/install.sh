@@ -28,7 +28,7 @@ fi
 # A first install needs ~4 GB here (torch, the model packages) and ~6 GB more in the cache on the first
 # question (the model prepared once); say so up front rather than fail halfway with "No space left on device".
 free_gb=$(( $(df -Pk . | awk 'NR==2 {print $4}') / 1048576 ))
-if [ "$free_gb" -lt 4 ]; then
+if [ ! -f "$stamp" ] && [ "$free_gb" -lt 4 ]; then
   echo "Not enough disk space to install: ${free_gb} GB free under $(pwd), about 4 GB needed (10 GB with the model cache)." >&2
   exit 1
 fi
