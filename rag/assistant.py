@@ -246,8 +246,7 @@ class Assistant:
         """
         if not passages or max(p.relevance for p in passages) < self.settings.min_relevance:
             return ABSTAIN_TEXT, "off topic"
-        shown = [f"{p.title} {p.chunk.text}" for p in passages]
-        evidence = " ".join(shown + [f"{t.question} {t.answer}" for t in history])
+        evidence = " ".join([p.shown_text for p in passages] + [f"{t.question} {t.answer}" for t in history])
         evidence_stems = content_stems(evidence)
         missing = [
             term

@@ -87,11 +87,6 @@ def _with_markers(text: str, numbers: list[int]) -> str:
     return f"{text} {tags}"
 
 
-def _shown_text(passage: Passage) -> str:
-    """A passage as the model sees it: its document title, then its text."""
-    return f"{passage.title}\n{passage.chunk.text}"
-
-
 def _novel_stems(claim: str, question: str) -> set[str]:
     """The claim's content words beyond the question's: what it adds as an answer."""
     return content_stems(claim) - content_stems(question)
@@ -138,8 +133,8 @@ class CitationVerifier:
         novel = _novel_stems(claim.text, question)
         if not novel:
             return False
-        together = set().union(*(content_stems(_shown_text(p)) for p in cited))
-        named = all(any(mentions(_shown_text(p), term) for p in cited) for term in salient_terms(claim.text))
+        together = set().union(*(content_stems(p.shown_text) for p in cited))
+        named = all(any(mentions(p.shown_text, term) for p in cited) for term in salient_terms(claim.text))
         return len(novel & together) / len(novel) >= self.threshold and named
 
     def _support(
@@ -152,7 +147,7 @@ class CitationVerifier:
         claim_vecs, sentence_vecs = vectors[: len(claims)], vectors[len(claims) :]
         similarity = claim_vecs @ sentence_vecs.T
 
-        shown = [_shown_text(p) for p in passages]
+        shown = [p.shown_text for p in passages]
         passage_stems = [content_stems(text) for text in shown]
         support = np.zeros((len(claims), len(passages)), dtype=np.float32)
         quotes: list[list[tuple[int, int]]] = []

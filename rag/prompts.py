@@ -79,7 +79,7 @@ def build_confirm_prompt(question: str, passages: list[Passage], history: list[T
     earlier = "".join(
         f"Earlier question: {t.question}\nEarlier answer: {strip_markers(t.answer)}\n\n" for t in history[-1:]
     )
-    text = "\n\n".join(f"{p.title}\n{p.chunk.text}" for p in passages)
+    text = "\n\n".join(p.shown_text for p in passages)
     ask = "Does the passage answer this question, without assuming anything it does not say? Reply yes or no."
     return Prompt(
         [

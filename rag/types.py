@@ -50,6 +50,11 @@ class Passage:
     score: float
     relevance: float
 
+    @property
+    def shown_text(self) -> str:
+        """The passage as the model sees it, and as every check reads it: its document title, then its text."""
+        return f"{self.title}\n{self.chunk.text}"
+
 
 @dataclass(frozen=True)
 class Prompt:
