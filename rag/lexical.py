@@ -102,9 +102,9 @@ def mentions(text: str, term: str) -> bool:
     """Whether `text` names `term`, from a word start, in any of the ways the same thing is written.
 
     "700-megawatt" is "700 megawatt", "16th" is "16" (but "16" is not "160"), "1600s" is "17th century", "EU"
-    is "E.U." or "European Union" (but "US" is not "us"), and "Revolutionary" is met by "Revolution": a name
-    in a question is often written a little differently in the document, and each check that relies on names
-    would refuse it.
+    is "E.U." or "European Union" (but "US" is not "us"), "Irish" is "Ireland", and "Revolutionary" is met by
+    "Revolution": a name in a question is often written a little differently in the document, and each check
+    that relies on names would refuse it.
     """
     return _term_pattern(term).search(fold_accents(text)) is not None
 
@@ -115,6 +115,36 @@ _DERIVED_AFTER_A = re.compile(r"^(?P<base>[A-Za-z]{2,}[ie]a)(?P<suffix>n)$")  # 
 _ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$", re.IGNORECASE)
 _HUNDREDS = re.compile(r"^(1?\d)00s$")  # 1600s: the 17th century (but the 2000s are a decade)
 _DASHES = r"[\s\-\u2010-\u2015]+"
+# Places whose adjective is not the name plus an ending, so no rule above can join them: a question about
+# "Irish cities" is answered by a paragraph on Ireland, and the other way round.
+_PLACE_ADJECTIVES = (
+    ("Ireland", "Irish"),
+    ("England", "English"),
+    ("Britain", "British"),
+    ("Scotland", "Scottish", "Scots"),
+    ("Wales", "Welsh"),
+    ("France", "French"),
+    ("Netherlands", "Holland", "Dutch"),
+    ("Flanders", "Flemish"),
+    ("Spain", "Spanish"),
+    ("Portugal", "Portuguese"),
+    ("Switzerland", "Swiss"),
+    ("Denmark", "Danish"),
+    ("Sweden", "Swedish"),
+    ("Norway", "Norwegian"),
+    ("Finland", "Finnish"),
+    ("Iceland", "Icelandic"),
+    ("Poland", "Polish"),
+    ("Greece", "Greek"),
+    ("Turkey", "Turkish"),
+    ("China", "Chinese"),
+    ("Japan", "Japanese"),
+    ("Vietnam", "Vietnamese"),
+    ("Thailand", "Thai"),
+    ("Philippines", "Filipino"),
+    ("Peru", "Peruvian"),
+)
+_SAME_PLACE = {form.lower(): forms for forms in _PLACE_ADJECTIVES for form in forms}
 
 
 @lru_cache(maxsize=4096)
@@ -128,6 +158,8 @@ def _term_pattern(term: str) -> re.Pattern[str]:
         nth = r"(?:st|nd|rd|th)"
         and_another = rf"(?:{_DASHES}(?:and|or|to){_DASHES}\d+{nth})?"  # "the 17th and 18th centuries"
         return re.compile(rf"{start}(?:{term}|{century}{nth}{and_another}{_DASHES}centur(?:y|ies))", re.IGNORECASE)
+    if forms := _SAME_PLACE.get(term.lower()):
+        return re.compile(rf"{start}(?:{'|'.join(forms)})(?:s|es)?(?![A-Za-z])")
     if len(term) > 1 and term.isalpha() and term.isupper():  # an acronym: dotted, spelt out, or as is (not "us")
         dotted = "".join(rf"{letter}\.?" for letter in term)
         spelt_out = r"\s+".join(rf"{letter}[a-z]+" for letter in term)

@@ -56,6 +56,11 @@ def test_accents_do_not_hide_a_name() -> None:
         ("a 17th-century church", "1600s"),
         ("in the 1600s", "1600s"),
         ("in the 18th and 19th centuries", "1700s"),
+        ("Huguenot mayors in Ireland", "Irish"),
+        ("the Dutch Republic", "Netherlands"),
+        ("refugees from Holland", "Dutch"),
+        ("three Englishmen and the French", "France"),
+        ("two Scots", "Scottish"),
     ],
 )
 def test_a_name_written_another_way_is_still_mentioned(text: str, term: str) -> None:
@@ -71,6 +76,8 @@ def test_a_name_written_another_way_is_still_mentioned(text: str, term: str) -> 
         ("Hartmanis wrote it in 1965", "1975"),
         ("in the 16th century", "1600s"),
         ("early in the 21st century", "2000s"),
+        ("roast turkey for dinner", "Turkish"),  # a place keeps its capital
+        ("the Irish Sea", "England"),  # each place has its own adjective
     ],
 )
 def test_a_different_name_or_number_is_not_mentioned(text: str, term: str) -> None:
