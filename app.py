@@ -4,7 +4,7 @@ the HTTP API and the widget on http://127.0.0.1:7860/ (settings `host` and `port
 
 import sys
 
-from rag.server import main
+from rag.serving.app import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,8 @@
-"""The one pipeline every front end calls: ingest → chunk → embed → store → retrieve → generate → cite."""
+"""The one pipeline every front end calls: ingest → chunk → embed → store → retrieve → generate → check → cite.
+
+Each stage is a component from its own subpackage (rag.ingestion, rag.embedding, rag.store, rag.retrieval,
+rag.generation, rag.answering); the Assistant wires them from the settings and runs them in order.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +12,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.chunking import Chunker
-from rag.citations import CitationVerifier, VerifiedAnswer
-from rag.embedding import Embedder
-from rag.excerpts import PassageTrimmer
-from rag.generation import Generator
-from rag.ingest import load_documents
-from rag.lexical import content_stems, mentions, salient_terms
-from rag.prompts import (
-    ABSTAIN_TEXT,
-    build_confirm_prompt,
-    build_prompt,
-    declines,
-    retrieval_queries,
-)
-from rag.retrieval import HybridRetriever
+from rag.answering.checks import Case, abstention_checks, first_refusal
+from rag.answering.citations import CitationVerifier
+from rag.answering.prompts import build_prompt, retrieval_queries
+from rag.embedding.embedder import Embedder
+from rag.generation import create_engine
+from rag.ingestion.chunking import Chunker
+from rag.ingestion.loaders import load_documents
+from rag.retrieval.excerpts import PassageTrimmer
+from rag.retrieval.hybrid import HybridRetriever
 from rag.settings import Settings, get_settings
-from rag.store import IndexStore, SyncReport
-from rag.types import AbstainedBy, Answer, Citation, Document, IngestError, Passage, Timings, Turn
+from rag.store import create_store
+from rag.store.base import SyncReport
+from rag.types import Answer, Document, IngestError, Passage, Timings, Turn
 
 
 class QuestionError(ValueError):
@@ -47,18 +46,12 @@ class Assistant:
         s = self.settings
         self.embedder = Embedder(s.embedding_model, s.embed_batch_size, s.embedding_dtype)
         self.chunker = Chunker(s.chunk_size, s.chunk_overlap)
-        self.store = IndexStore(s.index_dir, self.embedder, s.bm25_k1, s.bm25_b, s.ivf_min_chunks, s.ivf_nprobe)
+        self.store = create_store(s, self.embedder)
         self.retriever = HybridRetriever(self.store, self.embedder, s.candidate_k, s.bm25_weight)
-        self.generator = Generator(
-            s.generator_model,
-            s.cache_dir,
-            s.max_new_tokens,
-            s.threads,
-            s.generator_quantization,
-            s.prompt_lookup_tokens,
-        )
+        self.generator = create_engine(s)
         self.trimmer = PassageTrimmer(self.embedder, s.excerpt_chars)
         self.verifier = CitationVerifier(self.embedder, s.support_threshold)
+        self.checks = abstention_checks(s, self.store, self.generator)
 
     # ---- documents -----------------------------------------------------------------------
 
@@ -154,9 +147,9 @@ class Assistant:
         passages = self.retrieve(question, self.settings.top_k, turns)
         timings.retrieve_ms = elapsed()
 
-        refusal = self._unanswerable(question, passages, turns)
+        refusal = first_refusal(self.checks, Case(question, passages, turns), before_generation=True)
         if refusal:
-            text, step = refusal
+            step, text = refusal
             timings.first_token_ms = timings.total_ms = elapsed()
             yield text
             yield Answer(question, text, [], timings, passages, step)
@@ -175,10 +168,11 @@ class Assistant:
         draft = "".join(pieces).strip()
 
         verified = self.verifier.verify(draft, passages, question)
-        step = self._rejected_by(question, draft, verified, passages, turns)
+        refusal = first_refusal(self.checks, Case(question, passages, turns, draft, verified), before_generation=False)
         timings.total_ms = elapsed()
-        if step:
-            yield Answer(question, ABSTAIN_TEXT, [], timings, passages, step)
+        if refusal:
+            step, text = refusal
+            yield Answer(question, text, [], timings, passages, step)
             return
         yield Answer(question, verified.text, verified.citations, timings, passages)
 
@@ -199,60 +193,3 @@ class Assistant:
                 f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}"
             )
         return question
-
-    def _rejected_by(
-        self, question: str, draft: str, verified: VerifiedAnswer, passages: list[Passage], history: list[Turn]
-    ) -> AbstainedBy | None:
-        """The first check the draft fails, or None when it stands as the answer."""
-        if not draft or declines(draft):
-            return "model"
-        if not verified.supported:
-            return "citations"
-        if not self._cited_cover(question, verified.citations):
-            return "cited names"
-        if not self._confirmed(question, verified.citations, passages, history):
-            return "answer check"
-        return None
-
-    def _cited_cover(self, question: str, citations: list[Citation]) -> bool:
-        """Every name in the question appears in a cited document.
-
-        Retrieval checks names over all passages; this catches an answer that borrows a claim from a
-        document about someone or something else ("What did Zuckerberg propose in Paris?" answered
-        with his views from an article that never mentions Paris).
-        """
-        cited = [self.store.document(doc_id) for doc_id in dict.fromkeys(c.doc_id for c in citations)]
-        text = " ".join(f"{d.title} {d.text}" for d in cited)
-        return all(mentions(text, term) for term in salient_terms(question))
-
-    def _confirmed(
-        self, question: str, citations: list[Citation], passages: list[Passage], history: list[Turn]
-    ) -> bool:
-        """The model, asked on its own, agrees that the passages the answer cites answer the question."""
-        if not self.settings.answer_check:
-            return True
-        cited = [passages[n - 1] for n in dict.fromkeys(c.n for c in citations)]
-        odds = self.generator.yes_log_odds(build_confirm_prompt(question, cited, history))
-        return odds >= self.settings.answer_check_min_log_odds
-
-    def _unanswerable(
-        self, question: str, passages: list[Passage], history: list[Turn]
-    ) -> tuple[str, AbstainedBy] | None:
-        """Abstain before generating when retrieval already shows the documents can't answer.
-
-        The model alone will happily answer from its own knowledge, so two checks come first: the
-        passages must be about the question at all, and every name or number in the question must
-        appear in them or their titles (or earlier in the conversation), as the later name checks count titles.
-        """
-        if not passages or max(p.relevance for p in passages) < self.settings.min_relevance:
-            return ABSTAIN_TEXT, "off topic"
-        evidence = " ".join([p.shown_text for p in passages] + [f"{t.question} {t.answer}" for t in history])
-        evidence_stems = content_stems(evidence)
-        missing = [
-            term
-            for term in salient_terms(question)
-            if not mentions(evidence, term) and not content_stems(term) <= evidence_stems
-        ]
-        if missing:
-            return f"The documents don't mention {', '.join(missing)}.", "names missing"
-        return None

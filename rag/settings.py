@@ -18,7 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from rag.types import AnswerStyle
+from rag.types import AbstainedBy, AnswerStyle
 
 CONFIG_ENV = "RAG_CONFIG"
 DEFAULT_CONFIG_FILE = "rag.toml"
@@ -98,14 +98,15 @@ class Settings(BaseSettings):
     # Citation verification and abstention
     support_threshold: float = Field(default=0.6, ge=0, le=1)
     min_relevance: float = Field(default=0.15, ge=-1, le=1)
-    answer_check: bool = Field(
-        default=True,
-        description="After its citations pass, ask the model whether the cited passages answer the question "
-        "(catches false premises and borrowed topics; rag eval). Costs one short prompt per answer.",
+    disabled_checks: Annotated[list[AbstainedBy], NoDecode] = Field(
+        default=[],
+        description="Abstention steps to skip (rag.answering.checks), by name: off topic, names missing, model, "
+        "citations, cited names, answer check. All run by default; each one's wins and losses are in rag eval.",
     )
     answer_check_min_log_odds: float = Field(
         default=0.0,
-        description="The answer stands when log P(yes) - log P(no) is at least this (0: yes at least as likely).",
+        description="The answer check (the model asked whether the cited passages answer the question, one short "
+        "prompt per answer) lets the answer stand when log P(yes) - log P(no) is at least this.",
     )
 
     # Server (`python app.py`): UI, API and widget on one port
@@ -143,6 +144,15 @@ class Settings(BaseSettings):
         """RAG_ALLOWED_ORIGINS may be a JSON list or comma/space separated."""
         if isinstance(value, str):
             value = json.loads(value) if value.lstrip().startswith("[") else value.replace(",", " ").split()
+        return value
+
+    @field_validator("disabled_checks", mode="before")
+    @classmethod
+    def _split_checks(cls, value: object) -> object:
+        """RAG_DISABLED_CHECKS may be a JSON list or comma separated (the names have spaces)."""
+        if isinstance(value, str):
+            value = json.loads(value) if value.lstrip().startswith("[") else [v.strip() for v in value.split(",")]
+            value = [v for v in value if v]
         return value
 
     @field_validator("allowed_origins")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-AnswerStyle = Literal["sentence", "short"]  # how answers are worded; see rag.prompts.SYSTEM_PROMPTS
+AnswerStyle = Literal["sentence", "short"]  # how answers are worded; see rag.answering.prompts.SYSTEM_PROMPTS
 
-# Which step of `Assistant.ask_stream` abstained, so evaluations can say where answers are lost:
-# before the model (passages off topic; a name or number of the question missing from them), the model
-# itself, or a check of its draft (citations unsupported; a question name missing from the cited
+# Which abstention step refused to answer (rag.answering.checks), so evaluations can say where answers are
+# lost: before the model (passages off topic; a name or number of the question missing from them), the
+# model itself, or a check of its draft (citations unsupported; a question name missing from the cited
 # documents; the model's own yes/no check).
 AbstainedBy = Literal["off topic", "names missing", "model", "citations", "cited names", "answer check"]
 

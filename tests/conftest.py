@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from rag.embedding import Embedder
+from rag.embedding.embedder import Embedder
 from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import SEEDS
 
+from rag.answering.checks import CitedNames
 from rag.assistant import Assistant, QuestionError
 from rag.cli import main
 from rag.models import embedding_model_dir
@@ -49,6 +50,16 @@ def test_question_about_someone_the_documents_never_mention_abstains(assistant: 
     assert answer.answer == "The documents don't mention Macron."
     assert answer.citations == []
     assert answer.abstained_by == "names missing"
+
+
+def test_a_disabled_check_lets_the_question_through_to_the_next_step(assistant: Assistant) -> None:
+    names = [c.name for c in assistant.checks]
+    assert names == ["off topic", "names missing", "model", "citations", "cited names", "answer check"]
+    without = Assistant(assistant.settings.model_copy(update={"disabled_checks": ["names missing"]}))
+    assert [c.name for c in without.checks] == [n for n in names if n != "names missing"]
+    answer = without.ask("What did Macron announce?")
+    assert answer.abstained_by != "names missing"
+    assert answer.answer != "The documents don't mention Macron."
 
 
 def test_off_topic_question_abstains(assistant: Assistant) -> None:
@@ -160,5 +171,6 @@ def test_cli_refuses_an_index_built_with_another_embedding_model(
 def test_an_answer_is_refused_when_no_cited_document_mentions_a_name_in_the_question(assistant: Assistant) -> None:
     zuckerberg = next(d for d in assistant.documents() if d.source.endswith("002_4ca5f10113ede359.txt"))
     citation = Citation(1, zuckerberg.doc_id, zuckerberg.title, zuckerberg.source, 0, 9, zuckerberg.text[:9], 0.9, 0, 9)
-    assert assistant._cited_cover("What did Zuckerberg claim about open source?", [citation])
-    assert not assistant._cited_cover("What did Zuckerberg propose in Paris?", [citation])
+    cited_names = CitedNames(assistant.store)
+    assert cited_names.covers("What did Zuckerberg claim about open source?", [citation])
+    assert not cited_names.covers("What did Zuckerberg propose in Paris?", [citation])

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import SEEDS
 
-from rag.bench import Series, run_bench
 from rag.cli import main
-from rag.embedding import Embedder
+from rag.embedding.embedder import Embedder
+from rag.evaluation.bench import Series, run_bench
 from rag.settings import Settings
 
 

@@ -21,7 +21,7 @@ import pytest
 from conftest import HOSTILE_DOCUMENT, PARIS, ROOT, SEEDS, free_port, running_server
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from rag.server import create_app, prepared_assistant
+from rag.serving.app import create_app, prepared_assistant
 from rag.settings import Settings
 
 pytestmark = pytest.mark.e2e

@@ -7,8 +7,8 @@ from conftest import SEEDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.chunking import Chunker, split_sentences
-from rag.ingest import load_documents
+from rag.ingestion.chunking import Chunker, split_sentences
+from rag.ingestion.loaders import load_documents
 from rag.types import Chunk, Document
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 from conftest import SEEDS
 
-from rag.chunking import Chunker
-from rag.citations import CitationVerifier
-from rag.embedding import Embedder
-from rag.ingest import load_documents
+from rag.answering.citations import CitationVerifier
+from rag.embedding.embedder import Embedder
+from rag.ingestion.chunking import Chunker
+from rag.ingestion.loaders import load_documents
 from rag.lexical import content_stems
 from rag.settings import Settings
 from rag.types import Document, Passage

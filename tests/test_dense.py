@@ -5,8 +5,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from rag.bench import synthetic_vectors
-from rag.dense import build_dense_index, ivf_lists, set_nprobe
+from rag.evaluation.bench import synthetic_vectors
+from rag.store.dense import build_dense_index, ivf_lists, set_nprobe
 
 
 def test_small_corpora_get_exact_search() -> None:

@@ -90,7 +90,7 @@ def test_cli_json_with_the_default_model(assistant: Assistant) -> None:
 
 
 def test_answer_check_agrees_with_a_right_answer_and_not_with_a_false_premise(assistant: Assistant) -> None:
-    from rag.prompts import build_confirm_prompt
+    from rag.answering.prompts import build_confirm_prompt
 
     question = "What did LeCun propose in Paris?"
     answer = assistant.ask(question)

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SEEDS
 
-from rag.eval_report import render_html
-from rag.evaluation import (
+from rag.evaluation.question_set import (
     EvalReport,
     EvalSetError,
     Gate,
@@ -25,6 +24,7 @@ from rag.evaluation import (
     per_category,
     summarize,
 )
+from rag.evaluation.report import render_html
 from rag.types import Answer, Citation
 
 SEED_SET = ROOT / "eval" / "seeds.json"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from conftest import SEEDS
 
-from rag.chunking import Chunker
-from rag.embedding import Embedder
-from rag.excerpts import PassageTrimmer
-from rag.ingest import load_documents
+from rag.embedding.embedder import Embedder
+from rag.ingestion.chunking import Chunker
+from rag.ingestion.loaders import load_documents
+from rag.retrieval.excerpts import PassageTrimmer
 from rag.types import Document, Passage
 
 PARIS = "003_242d03d61eec7c62.txt"

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from rag.generation import Generator, _prompt_lookup
+from rag.generation.transformers.engine import TransformersEngine, _prompt_lookup
 from rag.settings import Settings
 from rag.types import Prompt
 
@@ -29,15 +29,15 @@ def test_prompt_lookup_continues_the_latest_longest_match() -> None:
 
 
 @pytest.fixture(scope="module")
-def float_generator() -> Generator:
+def float_generator() -> TransformersEngine:
     """float32, so that greedy decoding is exact and the comparison below is token for token."""
-    generator = Generator("smollm2-135m", Settings().cache_dir, max_new_tokens=40, prompt_lookup_tokens=3)
+    generator = TransformersEngine("smollm2-135m", Settings().cache_dir, max_new_tokens=40, prompt_lookup_tokens=3)
     _, model = generator._loaded
     model.float()
     return generator
 
 
-def _transformers_greedy(generator: Generator, messages: list[dict[str, str]] = MESSAGES) -> str:
+def _transformers_greedy(generator: TransformersEngine, messages: list[dict[str, str]] = MESSAGES) -> str:
     import torch
 
     tokenizer, model = generator._loaded
@@ -47,7 +47,7 @@ def _transformers_greedy(generator: Generator, messages: list[dict[str, str]] = 
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
-def test_answer_is_transformers_greedy_answer_with_and_without_lookup(float_generator: Generator) -> None:
+def test_answer_is_transformers_greedy_answer_with_and_without_lookup(float_generator: TransformersEngine) -> None:
     expected = _transformers_greedy(float_generator)
     assert expected.strip()
     first = "".join(float_generator.stream(Prompt(MESSAGES)))
@@ -61,7 +61,9 @@ def test_answer_is_transformers_greedy_answer_with_and_without_lookup(float_gene
     assert len(float_generator._prefix_caches) == 1
 
 
-def test_worked_examples_are_cached_with_the_system_prompt_and_change_nothing(float_generator: Generator) -> None:
+def test_worked_examples_are_cached_with_the_system_prompt_and_change_nothing(
+    float_generator: TransformersEngine,
+) -> None:
     example = [
         {"role": "user", "content": f"Passage: {PASSAGE}\n\nQuestion: What does it serve on Fridays?"},
         {"role": "assistant", "content": "Fish."},
@@ -76,7 +78,7 @@ def test_worked_examples_are_cached_with_the_system_prompt_and_change_nothing(fl
     assert "".join(float_generator.stream(Prompt(messages, fixed=3))) == expected  # from that cache
 
 
-def test_pieces_are_whole_characters_and_cancel_stops_between_steps(float_generator: Generator) -> None:
+def test_pieces_are_whole_characters_and_cancel_stops_between_steps(float_generator: TransformersEngine) -> None:
     cancel = threading.Event()
     pieces = []
     for piece in float_generator.stream(Prompt(MESSAGES), cancel):
@@ -87,7 +89,7 @@ def test_pieces_are_whole_characters_and_cancel_stops_between_steps(float_genera
     assert len(full) > 1 and all("\ufffd" not in p for p in full)
 
 
-def test_yes_log_odds_is_a_finite_verdict_from_the_cached_prefix(float_generator: Generator) -> None:
+def test_yes_log_odds_is_a_finite_verdict_from_the_cached_prefix(float_generator: TransformersEngine) -> None:
     prompt = Prompt(
         [
             {"role": "system", "content": "Reply with yes or no."},

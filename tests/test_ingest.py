@@ -8,7 +8,7 @@ import docx
 import pytest
 from pypdf import PdfWriter
 
-from rag.ingest import SUPPORTED_EXTENSIONS, load_documents
+from rag.ingestion.loaders import SUPPORTED_EXTENSIONS, load_documents
 
 MB = 1024 * 1024
 

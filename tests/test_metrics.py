@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.metrics import exact_match, normalize_answer, percentile, recall_at_k, reciprocal_rank, token_f1
+from rag.evaluation.metrics import exact_match, normalize_answer, percentile, recall_at_k, reciprocal_rank, token_f1
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from rag import models
-from rag.models import REGISTRY, ModelError, embedding_model_dir, generator_model_dir, packaged_files
+from rag.generation.transformers import prepare
+from rag.generation.transformers.prepare import generator_model_dir
+from rag.models import REGISTRY, ModelError, embedding_model_dir, packaged_files
 from rag.settings import Settings
 
 
@@ -49,7 +51,7 @@ def test_gguf_is_prepared_once_then_reused() -> None:
     cache = Settings().cache_dir
     first = generator_model_dir("smollm2-135m", cache)
     assert (first / "model.safetensors").is_file()
-    assert (first / models.PREPARED_MARKER).is_file()
+    assert (first / prepare.PREPARED_MARKER).is_file()
     mtime = (first / "model.safetensors").stat().st_mtime
     assert generator_model_dir("smollm2-135m", cache) == first
     assert (first / "model.safetensors").stat().st_mtime == mtime

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.prompts import build_confirm_prompt, build_prompt
+from rag.answering.prompts import build_confirm_prompt, build_prompt
 from rag.types import Chunk, Passage
 
 PASSAGE = Passage(

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from rag.generation import Generator
-from rag.quantization import (
+from rag.generation.transformers.engine import TransformersEngine
+from rag.generation.transformers.quantization import (
     MAX_PACKED_ROWS,
     PackedLinear,
     bf16_only,
@@ -78,7 +78,9 @@ def test_none_leaves_the_model_alone() -> None:
 
 def test_tiny_generator_streams_with_int4_and_prompt_lookup() -> None:
     cache = Settings().cache_dir
-    generator = Generator("smollm2-135m", cache, max_new_tokens=12, quantization="int4", prompt_lookup_tokens=3)
+    generator = TransformersEngine(
+        "smollm2-135m", cache, max_new_tokens=12, quantization="int4", prompt_lookup_tokens=3
+    )
     messages = [{"role": "user", "content": "Repeat after me: the canteen opens at noon every day."}]
     pieces = list(generator.stream(Prompt(messages), threading.Event()))
     assert pieces and "".join(pieces).strip()

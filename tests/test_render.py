@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.render import answer_html, document_page, markdown, sources_html
+from rag.serving.render import answer_html, document_page, markdown, sources_html
 from rag.types import AbstainedBy, Answer, Citation, Timings
 
 TEXT = "Intro. LeCun proposed <b>shared</b> data centers. The end."

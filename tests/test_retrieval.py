@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from test_store import CONFIG, ParagraphChunker, make_document, seed_documents
 
-from rag.chunking import Chunker
-from rag.embedding import Embedder
-from rag.retrieval import HybridRetriever
-from rag.store import IndexStore, bm25_tokenize
+from rag.embedding.embedder import Embedder
+from rag.ingestion.chunking import Chunker
+from rag.retrieval.hybrid import HybridRetriever
+from rag.store.bm25 import bm25_tokenize
+from rag.store.local import LocalStore
 from rag.types import Document
 
 BM25_WEIGHT = 0.4
@@ -18,14 +19,14 @@ CATS = make_document("notes/cats.txt", "Cats spend most of the afternoon napping
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> IndexStore:
-    store = IndexStore(tmp_path_factory.mktemp("retrieval") / "index", embedder)
+def store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> LocalStore:
+    store = LocalStore(tmp_path_factory.mktemp("retrieval") / "index", embedder)
     store.sync([*seed_documents(), CATS], Chunker(**CHUNKING), CHUNKING)
     return store
 
 
 @pytest.fixture(scope="module")
-def retriever(store: IndexStore, embedder: Embedder) -> HybridRetriever:
+def retriever(store: LocalStore, embedder: Embedder) -> HybridRetriever:
     return HybridRetriever(store, embedder, candidate_k=20, bm25_weight=BM25_WEIGHT)
 
 
@@ -41,14 +42,14 @@ def test_question_finds_the_paris_article_first(retriever: HybridRetriever) -> N
     assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)
 
 
-def test_passage_carries_citation_fields(retriever: HybridRetriever, store: IndexStore) -> None:
+def test_passage_carries_citation_fields(retriever: HybridRetriever, store: LocalStore) -> None:
     passage = retriever.retrieve("What did LeCun propose in Paris?", top_k=1)[0]
     document = store.document(passage.chunk.doc_id)
     assert (passage.title, passage.source) == (document.title, document.source)
     assert document.text[passage.chunk.start : passage.chunk.end] == passage.chunk.text
 
 
-def test_fusion_keeps_a_keyword_hit_and_a_paraphrase(store: IndexStore, embedder: Embedder) -> None:
+def test_fusion_keeps_a_keyword_hit_and_a_paraphrase(store: LocalStore, embedder: Embedder) -> None:
     """With one candidate per retriever, each contributes a chunk the other one did not find."""
     query = "sleepy kittens and Detectron2"
     snapshot = store.snapshot()
@@ -100,14 +101,14 @@ def test_corpus_smaller_than_candidate_k(tmp_path: Path, embedder: Embedder) -> 
         make_document("a.txt", "Llamas are domesticated camelids from South America."),
         make_document("b.txt", "The pump housing needs a replacement gasket."),
     ]
-    store = IndexStore(tmp_path / "index", embedder)
+    store = LocalStore(tmp_path / "index", embedder)
     store.sync(docs, ParagraphChunker(), CONFIG)
     passages = HybridRetriever(store, embedder, candidate_k=50, bm25_weight=BM25_WEIGHT).retrieve("llamas", top_k=10)
     assert [p.source for p in passages] == ["a.txt", "b.txt"]
 
 
 def test_retriever_sees_a_sync_made_through_its_store(tmp_path: Path, embedder: Embedder) -> None:
-    store = IndexStore(tmp_path / "index", embedder)
+    store = LocalStore(tmp_path / "index", embedder)
     store.sync([make_document("a.txt", "Llamas carry loads in the Andes.")], ParagraphChunker(), CONFIG)
     retriever = HybridRetriever(store, embedder, candidate_k=20, bm25_weight=BM25_WEIGHT)
     assert retriever.retrieve("gasket", top_k=1)[0].source == "a.txt"
@@ -117,6 +118,6 @@ def test_retriever_sees_a_sync_made_through_its_store(tmp_path: Path, embedder: 
 
 
 def test_empty_index_returns_nothing(tmp_path: Path, embedder: Embedder) -> None:
-    store = IndexStore(tmp_path / "index", embedder)
+    store = LocalStore(tmp_path / "index", embedder)
     store.sync([], ParagraphChunker(), CONFIG)
     assert HybridRetriever(store, embedder, candidate_k=20, bm25_weight=BM25_WEIGHT).retrieve("anything", top_k=4) == []

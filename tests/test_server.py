@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from rag.assistant import Assistant
-from rag.server import create_app, prepared_assistant
+from rag.serving.app import create_app, prepared_assistant
 from rag.settings import Settings
 
 ANSWER_KEYS = {"question", "answer", "abstained", "citations", "timings"}

@@ -77,3 +77,13 @@ def test_allowed_origins_from_env_as_list_or_json(monkeypatch: pytest.MonkeyPatc
 def test_an_allowed_origin_must_be_an_origin(origin: str) -> None:
     with pytest.raises(ValidationError, match="is not an origin"):
         Settings(allowed_origins=[origin])
+
+
+def test_disabled_checks_come_as_a_comma_list_or_json_and_must_name_a_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_DISABLED_CHECKS", "answer check, cited names")
+    assert Settings().disabled_checks == ["answer check", "cited names"]
+    monkeypatch.setenv("RAG_DISABLED_CHECKS", '["off topic"]')
+    assert Settings().disabled_checks == ["off topic"]
+    monkeypatch.setenv("RAG_DISABLED_CHECKS", "spell check")
+    with pytest.raises(ValidationError, match="disabled_checks"):
+        Settings()

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from rag.answering.prompts import ABSTAIN_TEXT, SYSTEM_PROMPTS, build_prompt
 from rag.cli import main
-from rag.prompts import ABSTAIN_TEXT, SYSTEM_PROMPTS, build_prompt
-from rag.settings import Settings
-from rag.squad import (
+from rag.evaluation.squad import (
     SquadError,
     article_ranges,
     load_squad,
@@ -21,6 +20,7 @@ from rag.squad import (
     sample_questions,
     squad_settings,
 )
+from rag.settings import Settings
 from rag.types import Turn
 
 TINY = ROOT / "tests" / "data" / "squad-tiny.json"

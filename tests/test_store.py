@@ -15,16 +15,17 @@ from pathlib import Path
 import pytest
 from conftest import SEEDS
 
-import rag.store as store_module
-from rag.embedding import Embedder
-from rag.store import CURRENT, FORMAT_VERSION, IndexLockedError, IndexMismatchError, IndexMissingError, IndexStore
+import rag.store.local as store_module
+from rag.embedding.embedder import Embedder
+from rag.store.base import IndexLockedError, IndexMismatchError, IndexMissingError
+from rag.store.local import CURRENT, FORMAT_VERSION, LocalStore
 from rag.types import Chunk, Document
 
 CONFIG = {"chunk_size": 700, "chunk_overlap": 0}
 
 
 class ParagraphChunker:
-    """Packs whole lines up to `chunk_size` characters; stands in for rag.chunking in these tests."""
+    """Packs whole lines up to `chunk_size` characters; stands in for rag.ingestion.chunking in these tests."""
 
     def __init__(self, chunk_size: int = 700) -> None:
         self.chunk_size = chunk_size
@@ -51,8 +52,8 @@ def seed_documents() -> list[Document]:
     return [make_document(str(path), path.read_text(encoding="utf-8")) for path in sorted(SEEDS.glob("*.txt"))]
 
 
-def build(index_dir: Path, embedder: Embedder, documents: list[Document], **kwargs: object) -> IndexStore:
-    store = IndexStore(index_dir, embedder)
+def build(index_dir: Path, embedder: Embedder, documents: list[Document], **kwargs: object) -> LocalStore:
+    store = LocalStore(index_dir, embedder)
     store.sync(documents, ParagraphChunker(), CONFIG, **kwargs)
     return store
 
@@ -75,14 +76,14 @@ def seed_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> 
 
 
 @pytest.fixture
-def built(tmp_path: Path, embedder: Embedder, seed_index: Path) -> IndexStore:
+def built(tmp_path: Path, embedder: Embedder, seed_index: Path) -> LocalStore:
     shutil.copytree(seed_index, tmp_path / "index")
-    return IndexStore(tmp_path / "index", embedder)
+    return LocalStore(tmp_path / "index", embedder)
 
 
-def test_build_writes_a_complete_generation(built: IndexStore, seeds: list[Document], embedder: Embedder) -> None:
+def test_build_writes_a_complete_generation(built: LocalStore, seeds: list[Document], embedder: Embedder) -> None:
     chunker = ParagraphChunker()
-    fresh = IndexStore(built.index_dir, embedder)
+    fresh = LocalStore(built.index_dir, embedder)
     assert fresh.is_built()
     manifest = fresh.manifest
     assert manifest.embedding_model == embedder.model_name
@@ -100,17 +101,17 @@ def test_build_writes_a_complete_generation(built: IndexStore, seeds: list[Docum
 
 
 def test_unchanged_resync_embeds_nothing_and_writes_no_generation(
-    built: IndexStore, seeds: list[Document], embedder: Embedder
+    built: LocalStore, seeds: list[Document], embedder: Embedder
 ) -> None:
     before = current_generation(built.index_dir)
-    report = IndexStore(built.index_dir, embedder).sync(seeds, ParagraphChunker(), CONFIG)
+    report = LocalStore(built.index_dir, embedder).sync(seeds, ParagraphChunker(), CONFIG)
     assert report.embedded_chunks == 0
     assert sorted(report.unchanged) == sorted(d.source for d in seeds)
     assert report.added == report.changed == report.removed == []
     assert current_generation(built.index_dir) == before
 
 
-def test_modified_document_is_the_only_one_embedded(built: IndexStore, seeds: list[Document]) -> None:
+def test_modified_document_is_the_only_one_embedded(built: LocalStore, seeds: list[Document]) -> None:
     edited = make_document(seeds[1].source, seeds[1].text + "\n\nA new closing paragraph about llamas.")
     docs = [edited if d.source == edited.source else d for d in seeds]
     report = built.sync(docs, ParagraphChunker(), CONFIG)
@@ -121,7 +122,7 @@ def test_modified_document_is_the_only_one_embedded(built: IndexStore, seeds: li
         built.document(seeds[1].doc_id)
 
 
-def test_new_title_for_the_same_text_is_stored_without_embedding(built: IndexStore, seeds: list[Document]) -> None:
+def test_new_title_for_the_same_text_is_stored_without_embedding(built: LocalStore, seeds: list[Document]) -> None:
     before = built.snapshot().vectors.copy()
     retitled = replace(seeds[0], title="A better title")
     report = built.sync([retitled, *seeds[1:]], ParagraphChunker(), CONFIG)
@@ -132,7 +133,7 @@ def test_new_title_for_the_same_text_is_stored_without_embedding(built: IndexSto
     assert (built.snapshot().vectors == before).all()
 
 
-def test_unchanged_documents_keep_their_vectors(built: IndexStore, seeds: list[Document]) -> None:
+def test_unchanged_documents_keep_their_vectors(built: LocalStore, seeds: list[Document]) -> None:
     before = {c.chunk_id: built.snapshot().vectors[i] for i, c in enumerate(built.chunks)}
     built.sync([*seeds, make_document("extra.txt", "Llamas are kept for their wool.")], ParagraphChunker(), CONFIG)
     after = {c.chunk_id: built.snapshot().vectors[i] for i, c in enumerate(built.chunks)}
@@ -141,10 +142,10 @@ def test_unchanged_documents_keep_their_vectors(built: IndexStore, seeds: list[D
 
 
 def test_new_bm25_parameters_rewrite_the_index_without_embedding(
-    built: IndexStore, embedder: Embedder, seeds: list[Document]
+    built: LocalStore, embedder: Embedder, seeds: list[Document]
 ) -> None:
     before = current_generation(built.index_dir)
-    retuned = IndexStore(built.index_dir, embedder, bm25_k1=0.9, bm25_b=0.4)
+    retuned = LocalStore(built.index_dir, embedder, bm25_k1=0.9, bm25_b=0.4)
     report = retuned.sync(seeds, ParagraphChunker(), CONFIG)
     assert report.embedded_chunks == 0
     assert current_generation(built.index_dir) != before
@@ -154,7 +155,7 @@ def test_new_bm25_parameters_rewrite_the_index_without_embedding(
     assert current_generation(built.index_dir) == current_generation(retuned.index_dir)
 
 
-def test_added_document_is_the_only_one_embedded(built: IndexStore, seeds: list[Document]) -> None:
+def test_added_document_is_the_only_one_embedded(built: LocalStore, seeds: list[Document]) -> None:
     extra = make_document("notes/llamas.txt", "Llamas\n\nLlamas are domesticated camelids.\n\nThey carry loads.")
     report = built.sync([*seeds, extra], ParagraphChunker(), CONFIG)
     assert report.added == [extra.source]
@@ -163,20 +164,20 @@ def test_added_document_is_the_only_one_embedded(built: IndexStore, seeds: list[
 
 
 def test_missing_document_is_dropped_and_others_untouched(
-    built: IndexStore, seeds: list[Document], embedder: Embedder
+    built: LocalStore, seeds: list[Document], embedder: Embedder
 ) -> None:
     chunks_before = {c.chunk_id for c in built.chunks}
     report = built.sync(seeds[1:], ParagraphChunker(), CONFIG)
     assert report.removed == [seeds[0].source]
     assert report.embedded_chunks == 0
-    fresh = IndexStore(built.index_dir, embedder)
+    fresh = LocalStore(built.index_dir, embedder)
     assert {d.source for d in fresh.documents()} == {d.source for d in seeds[1:]}
     dropped = {c.chunk_id for c in ParagraphChunker().split(seeds[0])}
     assert {c.chunk_id for c in fresh.chunks} == chunks_before - dropped
     assert len(list(built.index_dir.glob("gen-*"))) == 1
 
 
-def test_keep_sources_keeps_the_previous_version(built: IndexStore, seeds: list[Document]) -> None:
+def test_keep_sources_keeps_the_previous_version(built: LocalStore, seeds: list[Document]) -> None:
     report = built.sync(seeds[1:], ParagraphChunker(), CONFIG, keep_sources=[seeds[0].source])
     assert report.removed == []
     assert seeds[0].source in report.unchanged
@@ -184,7 +185,7 @@ def test_keep_sources_keeps_the_previous_version(built: IndexStore, seeds: list[
     assert built.document(seeds[0].doc_id) == seeds[0]
 
 
-def test_remove_missing_false_only_adds(built: IndexStore, seeds: list[Document]) -> None:
+def test_remove_missing_false_only_adds(built: LocalStore, seeds: list[Document]) -> None:
     upload = make_document("uploads/memo.txt", "Memo\n\nThe office closes early on Friday.")
     report = built.sync([upload], ParagraphChunker(), CONFIG, remove_missing=False)
     assert report.added == [upload.source]
@@ -193,7 +194,7 @@ def test_remove_missing_false_only_adds(built: IndexStore, seeds: list[Document]
     assert len(built.documents()) == len(seeds) + 1
 
 
-def test_chunk_config_change_reembeds_everything(built: IndexStore, seeds: list[Document]) -> None:
+def test_chunk_config_change_reembeds_everything(built: LocalStore, seeds: list[Document]) -> None:
     smaller = ParagraphChunker(chunk_size=300)
     report = built.sync(seeds, smaller, {"chunk_size": 300, "chunk_overlap": 0})
     assert report.embedded_chunks == sum(len(smaller.split(d)) for d in seeds)
@@ -201,14 +202,14 @@ def test_chunk_config_change_reembeds_everything(built: IndexStore, seeds: list[
     assert built.manifest.chunk_config == {"chunk_size": 300, "chunk_overlap": 0}
 
 
-def test_rebuild_reembeds_everything(built: IndexStore, seeds: list[Document]) -> None:
+def test_rebuild_reembeds_everything(built: LocalStore, seeds: list[Document]) -> None:
     report = built.sync(seeds, ParagraphChunker(), CONFIG, rebuild=True)
     assert report.embedded_chunks == len(built.chunks)
     assert sorted(report.unchanged) == sorted(d.source for d in seeds)
 
 
 def test_pointer_switch_failure_leaves_previous_index(
-    built: IndexStore, seeds: list[Document], embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    built: LocalStore, seeds: list[Document], embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = current_generation(built.index_dir)
 
@@ -222,7 +223,7 @@ def test_pointer_switch_failure_leaves_previous_index(
 
     assert current_generation(built.index_dir) == before
     assert len(list(built.index_dir.glob("gen-*"))) == 2  # the unreferenced new generation is left behind
-    fresh = IndexStore(built.index_dir, embedder)
+    fresh = LocalStore(built.index_dir, embedder)
     assert len(fresh.documents()) == len(seeds)
 
     report = fresh.sync(seeds, ParagraphChunker(), CONFIG)
@@ -231,7 +232,7 @@ def test_pointer_switch_failure_leaves_previous_index(
 
 
 def test_embedder_failure_leaves_previous_index(
-    built: IndexStore, seeds: list[Document], embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    built: LocalStore, seeds: list[Document], embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def fail(texts: list[str], progress: bool = False) -> None:
         raise RuntimeError("out of memory")
@@ -240,11 +241,11 @@ def test_embedder_failure_leaves_previous_index(
     with pytest.raises(RuntimeError, match="out of memory"):
         built.sync([make_document("new.txt", "New text.")], ParagraphChunker(), CONFIG)
     monkeypatch.undo()
-    assert len(IndexStore(built.index_dir, embedder).documents()) == len(seeds)
+    assert len(LocalStore(built.index_dir, embedder).documents()) == len(seeds)
 
 
 def test_process_killed_mid_write_leaves_previous_index(
-    built: IndexStore, seeds: list[Document], embedder: Embedder
+    built: LocalStore, seeds: list[Document], embedder: Embedder
 ) -> None:
     """A hard kill runs no cleanup code at all: the half-written generation must simply be ignored."""
     before = current_generation(built.index_dir)
@@ -252,15 +253,15 @@ def test_process_killed_mid_write_leaves_previous_index(
         f"""
         import os, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        import rag.store
-        from rag.embedding import Embedder
+        import rag.store.local
+        from rag.embedding.embedder import Embedder
         from test_store import CONFIG, ParagraphChunker, make_document, seed_documents
 
         def die(index, path):
             os._exit(9)  # killed after documents, chunks and vectors are on disk, before the FAISS index
 
-        rag.store.faiss.write_index = die
-        store = rag.store.IndexStore({str(built.index_dir)!r}, Embedder({embedder.model_name!r}))
+        rag.store.local.faiss.write_index = die
+        store = rag.store.local.LocalStore({str(built.index_dir)!r}, Embedder({embedder.model_name!r}))
         store.sync([make_document("late.txt", "Late arrival.")], ParagraphChunker(), CONFIG)
         """
     )
@@ -270,21 +271,21 @@ def test_process_killed_mid_write_leaves_previous_index(
     partial = [p for p in built.index_dir.glob("gen-*") if p.name != before]
     assert partial and (partial[0] / "vectors.npy").exists() and not (partial[0] / "manifest.json").exists()
 
-    fresh = IndexStore(built.index_dir, embedder)
+    fresh = LocalStore(built.index_dir, embedder)
     assert {d.source for d in fresh.documents()} == {d.source for d in seeds}
     report = fresh.sync(seeds, ParagraphChunker(), CONFIG)
     assert report.embedded_chunks == 0
     assert [p.name for p in built.index_dir.glob("gen-*")] == [before]
 
 
-def test_other_embedding_model_is_refused(built: IndexStore, embedder: Embedder, seeds: list[Document]) -> None:
+def test_other_embedding_model_is_refused(built: LocalStore, embedder: Embedder, seeds: list[Document]) -> None:
     manifest_path = built.index_dir / current_generation(built.index_dir) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["embedding_model"] = "bge-large-en"
     manifest["dimension"] = 1024
     manifest_path.write_text(json.dumps(manifest))
 
-    store = IndexStore(built.index_dir, embedder)
+    store = LocalStore(built.index_dir, embedder)
     with pytest.raises(IndexMismatchError) as excinfo:
         store.documents()
     message = str(excinfo.value)
@@ -299,13 +300,13 @@ def test_other_embedding_model_is_refused(built: IndexStore, embedder: Embedder,
 
 
 def test_missing_index_says_to_run_rag_index(tmp_path: Path, embedder: Embedder) -> None:
-    store = IndexStore(tmp_path / "nowhere", embedder)
+    store = LocalStore(tmp_path / "nowhere", embedder)
     assert not store.is_built()
     with pytest.raises(IndexMissingError, match="rag index"):
         store.documents()
 
 
-def test_second_writer_is_refused(built: IndexStore, seeds: list[Document]) -> None:
+def test_second_writer_is_refused(built: LocalStore, seeds: list[Document]) -> None:
     with open(built.index_dir / ".lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(IndexLockedError, match="another process"):
@@ -319,8 +320,8 @@ def test_chunker_breaking_spans_is_rejected(tmp_path: Path, embedder: Embedder, 
             return [replace(c, text=c.text.strip() + " ") for c in super().split(document)]
 
     with pytest.raises(ValueError, match="does not match"):
-        IndexStore(tmp_path / "index", embedder).sync(seeds, Sloppy(), CONFIG)
-    assert not IndexStore(tmp_path / "index", embedder).is_built()
+        LocalStore(tmp_path / "index", embedder).sync(seeds, Sloppy(), CONFIG)
+    assert not LocalStore(tmp_path / "index", embedder).is_built()
 
 
 def test_empty_corpus_builds_an_empty_index(tmp_path: Path, embedder: Embedder) -> None:

@@ -126,7 +126,7 @@ class AnswerService:
         return results + _results(report, saved)
 
     def documents(self) -> list[dict[str, object]]:
-        chunks = {d.doc_id: d.chunks for d in self.assistant.store.manifest.documents}
+        chunks = self.assistant.store.chunk_counts()
         return [
             {
                 "doc_id": d.doc_id,

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.chunking import split_sentences
-from rag.embedding import Embedder
+from rag.embedding.embedder import Embedder
+from rag.ingestion.chunking import split_sentences
 from rag.lexical import content_stems, mentions, salient_terms
 from rag.types import Citation, Passage
 

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.answering.prompts import build_prompt
 from rag.assistant import Assistant
-from rag.dense import build_dense_index
-from rag.embedding import Embedder
-from rag.generation import Generator
+from rag.embedding.embedder import Embedder
+from rag.generation.transformers.engine import TransformersEngine
 from rag.models import generator_gguf
-from rag.prompts import build_prompt
 from rag.settings import Settings
+from rag.store.dense import build_dense_index
 from rag.types import Answer
 
 LECUN = "What did LeCun propose in Paris?"
@@ -160,9 +160,9 @@ def _timed(pieces: Iterator[str], count_tokens: Callable[[str], int]) -> Run:
 
 
 @contextmanager
-def _variant(generator: Generator, name: str) -> Iterator[None]:
+def _variant(generator: TransformersEngine, name: str) -> Iterator[None]:
     """`baseline`: bf16 weights (streamed by `_transformers_stream`); `no-lookup`: shipped minus prompt lookup."""
-    from rag.quantization import bf16_only
+    from rag.generation.transformers.quantization import bf16_only
 
     _, model = generator._loaded
     lookup = generator.prompt_lookup_tokens
@@ -184,7 +184,15 @@ def _collecting(pieces: Iterator[str], collected: list[str]) -> Iterator[str]:
         yield piece
 
 
-def _transformers_stream(generator: Generator, messages: list[dict[str, str]]) -> Iterator[str]:
+def transformers_engine(assistant: Assistant) -> TransformersEngine:
+    """The assistant's engine, which the transformers variants (bf16 `generate`, lookup off) need to be."""
+    engine = assistant.generator
+    if not isinstance(engine, TransformersEngine):
+        raise ValueError(f"the generation bench measures the transformers engine, not {type(engine).__name__}")
+    return engine
+
+
+def _transformers_stream(generator: TransformersEngine, messages: list[dict[str, str]]) -> Iterator[str]:
     """The baseline: transformers' own greedy `generate` on the whole prompt, streamed by its TextIteratorStreamer."""
     import threading
 
@@ -254,7 +262,7 @@ def peak_rss_gib(settings_json: str, variant: str) -> float:
         assert llama is not None
         "".join(_llama_stream(llama, prompt.messages, settings.max_new_tokens))
     elif variant == "baseline":
-        "".join(_transformers_stream(assistant.generator, prompt.messages))
+        "".join(_transformers_stream(transformers_engine(assistant), prompt.messages))
     else:
         "".join(assistant.generator.stream(prompt))
     return _high_water_rss_gib()
@@ -269,7 +277,7 @@ def _high_water_rss_gib() -> float:
 
 
 def _peak_rss(settings: Settings, variant: str) -> float:
-    code = "import sys; from rag.bench import peak_rss_gib; print(peak_rss_gib(sys.argv[1], sys.argv[2]))"
+    code = "import sys; from rag.evaluation.bench import peak_rss_gib; print(peak_rss_gib(sys.argv[1], sys.argv[2]))"
     out = subprocess.run(
         [sys.executable, "-c", code, settings.model_dump_json(), variant],
         capture_output=True,
@@ -280,10 +288,10 @@ def _peak_rss(settings: Settings, variant: str) -> float:
 
 
 def generation(report: Report, assistant: Assistant, reps: int, bandwidth_gbs: float, gemm_gflops: float) -> None:
-    from rag.quantization import bf16_only, weight_bytes_per_token
+    from rag.generation.transformers.quantization import bf16_only, weight_bytes_per_token
 
     settings = assistant.settings
-    generator = assistant.generator
+    generator = transformers_engine(assistant)
     tokenizer, model = generator._loaded
     prompts = [build_prompt(q, assistant.retriever.retrieve(q, settings.top_k), []) for q in GENERATION_QUESTIONS]
     prompt_tokens = [
@@ -399,7 +407,7 @@ def generation(report: Report, assistant: Assistant, reps: int, bandwidth_gbs: f
 
 def embedding(report: Report, assistant: Assistant, reps: int) -> None:
     settings = assistant.settings
-    texts = [c.text for c in assistant.store.chunks]
+    texts = [c.text for doc in assistant.documents() for c in assistant.chunker.split(doc)]
     batch = (texts * (256 // max(len(texts), 1) + 1))[:256]
     default = Embedder(settings.embedding_model, settings.embed_batch_size)
     variants = {"float32 (sentence-transformers default)": default}
@@ -573,7 +581,7 @@ def end_to_end(report: Report, assistant: Assistant, reps: int) -> None:
 
 
 def _prompt_tokens(assistant: Assistant, answer: Answer) -> int:
-    tokenizer, _ = assistant.generator._loaded
+    tokenizer, _ = transformers_engine(assistant)._loaded
     messages = build_prompt(answer.question, answer.passages, [], assistant.settings.answer_style).messages
     return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"])
 

@@ -1,9 +1,9 @@
 """Text generation with a local transformers model, streamed piece by piece.
 
 Two levers make CPU decoding fast (measured by `rag bench`, see docs/BENCHMARKS.md): int4 weights for
-decoding (rag.quantization), and prompt lookup: answers copy spans from the passages, so drafting the
-next few tokens from an earlier match in the prompt and verifying them in one forward pass accepts
-several tokens per pass. Both keep greedy decoding's answer.
+decoding (`quantization` beside this module), and prompt lookup: answers copy spans from the passages, so
+drafting the next few tokens from an earlier match in the prompt and verifying them in one forward pass
+accepts several tokens per pass. Both keep greedy decoding's answer.
 
 Two more set the time to the first token. The system prompt is the same for every question, so its
 attention keys and values are computed once and copied into each generation; and the prompt is read
@@ -22,12 +22,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from rag.models import generator_model_dir
-from rag.quantization import Quantization, quantize_linears
+from rag.generation.base import GenerationEngine
+from rag.generation.transformers.prepare import generator_model_dir
+from rag.generation.transformers.quantization import Quantization, quantize_linears
 from rag.types import Prompt
 
 
-class Generator:
+class TransformersEngine(GenerationEngine):
     """Loads the model once, on first use; generations run one at a time (the CPU has no room for two)."""
 
     def __init__(
@@ -64,11 +65,9 @@ class Generator:
         return tokenizer, model
 
     def load(self) -> None:
-        """Pay the load cost now (e.g. at server start) rather than on the first question."""
         _ = self._loaded
 
     def count_tokens(self, text: str) -> int:
-        """Tokens in `text` by this model's tokenizer, e.g. to turn a streamed answer's time into tokens/s."""
         tokenizer, _ = self._loaded
         return len(tokenizer(text, add_special_tokens=False).input_ids)
 
@@ -95,7 +94,6 @@ class Generator:
                 answer += self._step(model, cache, tokens + answer, stops)[: self.max_new_tokens - len(answer)]
 
     def yes_log_odds(self, prompt: Prompt) -> float:
-        """log P(yes) - log P(no) for the first token of the reply: the model's verdict on a yes/no question."""
         import torch
 
         tokenizer, _ = self._loaded
@@ -120,7 +118,7 @@ class Generator:
         tokens = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
         prefix = tokenizer.apply_chat_template(messages[: prompt.fixed], return_dict=True)["input_ids"]
         cache, done = self._prefix_cache(model, prefix, tokens)
-        logits = model(input_ids=torch.tensor([tokens[done:]]), past_key_values=cache, logits_to_keep=1).logits
+        logits = model(input_ids=torch.tensor([tokens[done:]]), cache=cache, logits_to_keep=1).logits
         return tokens, cache, logits[0, -1]
 
     def _step(self, model: Any, cache: Any, tokens: list[int], stops: set[int]) -> list[int]:
@@ -133,7 +131,7 @@ class Generator:
 
         drafts = _prompt_lookup(tokens, self.prompt_lookup_tokens)
         logits = model(
-            input_ids=torch.tensor([[tokens[-1], *drafts]]), past_key_values=cache, logits_to_keep=len(drafts) + 1
+            input_ids=torch.tensor([[tokens[-1], *drafts]]), cache=cache, logits_to_keep=len(drafts) + 1
         ).logits
         predicted = logits[0].argmax(-1).tolist()
         accepted = 0
@@ -159,7 +157,7 @@ class Generator:
             import torch
 
             cache = DynamicCache(config=model.config)
-            model(input_ids=torch.tensor([prefix]), past_key_values=cache, logits_to_keep=1)
+            model(input_ids=torch.tensor([prefix]), cache=cache, logits_to_keep=1)
             self._prefix_caches[key] = cache
         return copy.deepcopy(self._prefix_caches[key]), len(prefix)
 

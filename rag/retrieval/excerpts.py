@@ -15,8 +15,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from rag.chunking import split_sentences
-from rag.embedding import Embedder
+from rag.embedding.embedder import Embedder
+from rag.ingestion.chunking import split_sentences
 from rag.lexical import content_stems
 from rag.types import Chunk, Passage
 

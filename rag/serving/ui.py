@@ -1,4 +1,4 @@
-"""The Gradio chat UI: a thin caller of `AnswerService`, rendering with `rag.render`.
+"""The Gradio chat UI: a thin caller of `AnswerService`, rendering with `rag.serving.render`.
 
 The conversation's answers live in per-session state: they are both the history for follow-ups
 and the source cards that citation markers link to (static/ui.js links them in the browser).
@@ -16,9 +16,9 @@ from typing import Any
 import gradio as gr
 
 from rag.assistant import QuestionError
-from rag.ingest import SUPPORTED_EXTENSIONS
-from rag.render import answer_html, markdown, sources_html
-from rag.service import AnswerService, Busy, Upload, UploadResult
+from rag.ingestion.loaders import SUPPORTED_EXTENSIONS
+from rag.serving.render import answer_html, markdown, sources_html
+from rag.serving.service import AnswerService, Busy, Upload, UploadResult
 from rag.settings import Settings
 from rag.types import Answer, Turn
 

@@ -1,4 +1,4 @@
-"""The on-disk index: documents, chunks, dense vectors (FAISS) and a BM25 index, kept in generations.
+"""The local store: documents, chunks, dense vectors (FAISS) and a BM25 index in files, kept in generations.
 
 Each build is written to its own `gen-<n>/` folder and fsynced; only then does the `CURRENT`
 pointer move to it (write-temp + os.replace), so a build killed at any point leaves the previous
@@ -19,15 +19,25 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import bm25s
 import faiss
 import numpy as np
 
-from rag.dense import build_dense_index, set_nprobe
-from rag.embedding import Embedder
-from rag.lexical import english_stemmer
+from rag.embedding.embedder import Embedder
+from rag.store.base import (
+    Candidates,
+    IndexLockedError,
+    IndexMismatchError,
+    IndexMissingError,
+    IndexStore,
+    IndexStoreError,
+    SupportsSplit,
+    SyncReport,
+)
+from rag.store.bm25 import bm25_scores, build_bm25
+from rag.store.dense import build_dense_index, set_nprobe
 from rag.types import Chunk, Document
 
 FORMAT_VERSION = 2  # 2: the BM25 parameters are in the manifest
@@ -40,37 +50,7 @@ CHUNKS = "chunks.jsonl"
 VECTORS = "vectors.npy"
 DENSE = "dense.faiss"
 BM25_DIR = "bm25"
-BM25_STOPWORDS = "en_plus"  # NLTK's list: unlike the Lucene "en" one, it drops question words (what, did)
 LOAD_ATTEMPTS = 3
-
-
-class IndexStoreError(RuntimeError):
-    """The index cannot be used as it is; the message says what to run."""
-
-
-class IndexMissingError(IndexStoreError):
-    """Nothing has been indexed yet in this index dir."""
-
-
-class IndexMismatchError(IndexStoreError):
-    """The index was built by another embedding model or format; its vectors are not comparable."""
-
-
-class IndexLockedError(IndexStoreError):
-    """Another process is writing the index; two writers would corrupt it."""
-
-
-class SupportsSplit(Protocol):
-    """Any chunker: the store only needs spans of a document, not a particular splitting strategy."""
-
-    def split(self, document: Document) -> list[Chunk]: ...
-
-
-def bm25_tokenize(texts: list[str]) -> list[list[str]]:
-    """The one tokenizer for indexing and querying, so query terms match indexed terms."""
-    return bm25s.tokenize(
-        texts, stopwords=BM25_STOPWORDS, stemmer=english_stemmer(), return_ids=False, show_progress=False
-    )
 
 
 @dataclass(frozen=True)
@@ -141,28 +121,13 @@ class IndexSnapshot:
 
 
 @dataclass
-class SyncReport:
-    """Sources by what happened to them; `embedded_chunks` counts the texts actually sent to the embedder.
-
-    Sources kept without being passed in (`keep_sources`, `remove_missing=False`) count as unchanged.
-    """
-
-    added: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    retitled: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    embedded_chunks: int = 0
-
-
-@dataclass
 class _Entry:
     document: Document
     chunks: list[Chunk]
     vectors: np.ndarray | None  # None: must be (re-)chunked and embedded
 
 
-class IndexStore:
+class LocalStore(IndexStore):
     """Reads the current generation lazily and writes new ones; one writer at a time.
 
     `bm25_k1` and `bm25_b` (term-frequency saturation and length normalisation) default to bm25s's own;
@@ -219,6 +184,36 @@ class IndexStore:
             if doc.doc_id == doc_id:
                 return doc
         raise KeyError(f"no document {doc_id} in the index")
+
+    def chunk_counts(self) -> dict[str, int]:
+        return {d.doc_id: d.chunks for d in self.manifest.documents}
+
+    def search(self, queries: list[str], vectors: np.ndarray, k: int) -> Candidates:
+        index = self.snapshot()  # taken once, so a concurrent sync cannot mix generations
+        if not queries or not index.chunks:
+            return Candidates(
+                np.zeros(0, dtype=np.int64),
+                [],
+                [],
+                np.zeros((0, len(queries)), dtype=np.float32),
+                np.zeros((0, len(queries)), dtype=np.float32),
+                np.zeros(len(queries), dtype=np.float32),
+            )
+        _, dense_rows = index.dense.search(vectors, min(k, index.dense.ntotal))
+        lexical = bm25_scores(index.bm25, queries, len(index.chunks))
+        candidates = {int(r) for r in dense_rows.ravel() if r >= 0}
+        for scores in lexical:
+            top = min(k, len(scores))
+            candidates.update(int(r) for r in np.argpartition(-scores, top - 1)[:top] if scores[r] > 0)
+        rows = np.array(sorted(candidates), dtype=np.int64)
+        return Candidates(
+            rows=rows,
+            chunks=[index.chunks[r] for r in rows],
+            documents=[index.document_of(r) for r in rows],
+            cosine=index.vectors[rows] @ vectors.T,
+            lexical=np.stack([scores[rows] for scores in lexical], axis=1),
+            lexical_best=np.array([scores.max() for scores in lexical]),
+        )
 
     def _current_name(self) -> str | None:
         try:
@@ -293,12 +288,10 @@ class IndexStore:
         rebuild: bool = False,
         progress: bool = False,
     ) -> SyncReport:
-        """Bring the index in line with `documents`, embedding only what is new or changed.
+        """As `IndexStore.sync`, writing a new generation only when something changed.
 
-        Sources absent from `documents` are dropped when `remove_missing`, except `keep_sources`
-        (files that failed to read this time keep their previous version). `rebuild` ignores the
-        stored vectors and model, re-embedding every document, e.g. after changing the model. New BM25
-        parameters rewrite the index without re-embedding anything.
+        `rebuild` ignores the stored vectors and model; new BM25 parameters or a new title rewrite the
+        index without re-embedding anything.
         """
         incoming: dict[str, Document] = {}
         for doc in documents:
@@ -415,7 +408,7 @@ class IndexStore:
             [np.zeros((0, dim), dtype=np.float32)] + [e.vectors for e in entries if e.vectors is not None]
         ).astype(np.float32, copy=False)
         dense = build_dense_index(vectors, self.ivf_min_chunks, self.ivf_nprobe)
-        bm25 = _build_bm25(chunks, self.bm25_params, progress)
+        bm25 = build_bm25(chunks, self.bm25_params, progress)
 
         name = self._next_generation_name()
         path = self.index_dir / name
@@ -468,15 +461,6 @@ def _checked_chunks(document: Document, chunks: list[Chunk]) -> list[Chunk]:
         if chunk.doc_id != document.doc_id or document.text[chunk.start : chunk.end] != chunk.text:
             raise ValueError(f"chunk {chunk.chunk_id} of {document.source} does not match its document span")
     return chunks
-
-
-def _build_bm25(chunks: list[Chunk], params: dict[str, float], progress: bool) -> bm25s.BM25 | None:
-    tokens = bm25_tokenize([c.text for c in chunks])
-    if not any(tokens):
-        return None
-    bm25 = bm25s.BM25(k1=params["k1"], b=params["b"])
-    bm25.index(tokens, show_progress=progress)
-    return bm25
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -20,13 +20,13 @@ from typing import Any
 
 from tqdm import tqdm
 
+from rag.answering.prompts import strip_markers
 from rag.assistant import Assistant, IndexReport
-from rag.chunking import split_sentences
+from rag.evaluation.metrics import percentile, recall_at_k, reciprocal_rank, token_f1
+from rag.ingestion.chunking import split_sentences
 from rag.lexical import content_stems, english_stemmer
-from rag.metrics import percentile, recall_at_k, reciprocal_rank, token_f1
-from rag.prompts import strip_markers
 from rag.settings import Settings
-from rag.store import IndexMismatchError
+from rag.store.base import IndexMismatchError
 from rag.types import AbstainedBy, Answer, Document, Turn
 
 CATEGORIES = ("single_fact", "paraphrase", "multi_doc", "follow_up", "unanswerable")

@@ -22,11 +22,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from rag.answering.prompts import strip_markers
 from rag.assistant import Assistant
-from rag.evaluation import abstentions_by_step, describe_abstentions, index_own, timed_answer
-from rag.ingest import document_id
-from rag.metrics import exact_match, percentile, recall_at_k, reciprocal_rank, token_f1
-from rag.prompts import strip_markers
+from rag.evaluation.metrics import exact_match, percentile, recall_at_k, reciprocal_rank, token_f1
+from rag.evaluation.question_set import abstentions_by_step, describe_abstentions, index_own, timed_answer
+from rag.ingestion.loaders import document_id
 from rag.settings import Settings
 from rag.types import AbstainedBy, AnswerStyle, Document
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from rag.citations import MARKER
+from rag.answering.citations import MARKER
 from rag.types import AnswerStyle, Passage, Prompt, Turn
 
 ABSTAIN_TEXT = "The documents don't say."
@@ -42,7 +42,7 @@ ANSWER_REMINDERS: dict[AnswerStyle, str] = {
 # Worked examples, given as earlier turns of the conversation, show a small model the form better than
 # rules do, and each reply ending where the answer ends teaches it to stop. They come right after the
 # system prompt and are the same for every question, so their keys and values are computed once
-# (`Prompt.fixed`, rag.generation): they cost nothing per question.
+# (`Prompt.fixed`, rag.generation.base): they cost nothing per question.
 _EXAMPLE_PASSAGES = (
     (
         "City council approves tram line",

@@ -1,0 +1,169 @@
+"""The abstention checks: one ordered list of named steps that may refuse an answer.
+
+The model alone answers from its own knowledge and borrows claims from passages about something else,
+and a cited answer that is wrong is worse than a refusal. Each step catches one way of going wrong and
+is named by the `AbstainedBy` value an abstaining answer records, so `rag eval` counts what each step
+stopped rightly and what it lost; `disabled_checks` switches steps off. Steps before generation read
+only the retrieved passages (and refuse without spending the model); steps after it also read the draft
+and its checked citations. The `Assistant` runs them in this order and stops at the first refusal.
+
+To add a check: subclass `Check`, give it a new `AbstainedBy` name, and put it in `abstention_checks`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from rag.answering.citations import VerifiedAnswer
+from rag.answering.prompts import ABSTAIN_TEXT, build_confirm_prompt, declines
+from rag.generation.base import GenerationEngine
+from rag.lexical import content_stems, mentions, salient_terms
+from rag.settings import Settings
+from rag.store.base import IndexStore
+from rag.types import AbstainedBy, Citation, Passage, Turn
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a check reads: the question and its passages, and after generation the draft and its checked form.
+
+    Before generation the draft is empty, and so is its verification (as `CitationVerifier` finds it).
+    """
+
+    question: str
+    passages: list[Passage]
+    history: list[Turn]
+    draft: str = ""
+    verified: VerifiedAnswer = field(default_factory=lambda: VerifiedAnswer("", [], False))
+
+
+class Check(ABC):
+    """One step; `refusal` says what to reply instead of the answer, or None to let it through."""
+
+    name: ClassVar[AbstainedBy]
+    before_generation: ClassVar[bool]
+
+    @abstractmethod
+    def refusal(self, case: Case) -> str | None: ...
+
+
+class OffTopic(Check):
+    """The passages are not about the question at all (no chunk is close enough to it)."""
+
+    name = "off topic"
+    before_generation = True
+
+    def __init__(self, min_relevance: float) -> None:
+        self.min_relevance = min_relevance
+
+    def refusal(self, case: Case) -> str | None:
+        if not case.passages or max(p.relevance for p in case.passages) < self.min_relevance:
+            return ABSTAIN_TEXT
+        return None
+
+
+class NamesMissing(Check):
+    """A name or number of the question appears nowhere in the passages, their titles or the conversation.
+
+    Titles count as the later name checks count them; a name written another way, or met by its
+    content stems, counts as present.
+    """
+
+    name = "names missing"
+    before_generation = True
+
+    def refusal(self, case: Case) -> str | None:
+        evidence = " ".join([p.shown_text for p in case.passages] + [f"{t.question} {t.answer}" for t in case.history])
+        evidence_stems = content_stems(evidence)
+        missing = [
+            term
+            for term in salient_terms(case.question)
+            if not mentions(evidence, term) and not content_stems(term) <= evidence_stems
+        ]
+        return f"The documents don't mention {', '.join(missing)}." if missing else None
+
+
+class ModelDeclines(Check):
+    """The model wrote nothing, or said in its own words that the passages don't hold the answer."""
+
+    name = "model"
+    before_generation = False
+
+    def refusal(self, case: Case) -> str | None:
+        return ABSTAIN_TEXT if not case.draft or declines(case.draft) else None
+
+
+class CitationsUnsupported(Check):
+    """No passage supports the draft's direct answer (the citation verifier's verdict)."""
+
+    name = "citations"
+    before_generation = False
+
+    def refusal(self, case: Case) -> str | None:
+        return None if case.verified.supported else ABSTAIN_TEXT
+
+
+class CitedNames(Check):
+    """Every name in the question appears in a document the answer cites.
+
+    The names-missing step checks names over all passages; this catches an answer that borrows a claim
+    from a document about someone or something else ("What did Zuckerberg propose in Paris?" answered
+    with his views from an article that never mentions Paris).
+    """
+
+    name = "cited names"
+    before_generation = False
+
+    def __init__(self, store: IndexStore) -> None:
+        self.store = store
+
+    def refusal(self, case: Case) -> str | None:
+        return None if self.covers(case.question, case.verified.citations) else ABSTAIN_TEXT
+
+    def covers(self, question: str, citations: list[Citation]) -> bool:
+        cited = [self.store.document(doc_id) for doc_id in dict.fromkeys(c.doc_id for c in citations)]
+        text = " ".join(f"{d.title} {d.text}" for d in cited)
+        return all(mentions(text, term) for term in salient_terms(question))
+
+
+class AnswerCheck(Check):
+    """The model, asked on its own, agrees that the passages the answer cites answer the question.
+
+    Small models answer questions whose premise the passages do not support ("Why did Meta sell PyTorch
+    to Google?") from passages on the same topic, yet judge "does this passage answer it?" well.
+    """
+
+    name = "answer check"
+    before_generation = False
+
+    def __init__(self, engine: GenerationEngine, min_log_odds: float) -> None:
+        self.engine = engine
+        self.min_log_odds = min_log_odds
+
+    def refusal(self, case: Case) -> str | None:
+        cited = [case.passages[n - 1] for n in dict.fromkeys(c.n for c in case.verified.citations)]
+        odds = self.engine.yes_log_odds(build_confirm_prompt(case.question, cited, case.history))
+        return None if odds >= self.min_log_odds else ABSTAIN_TEXT
+
+
+def abstention_checks(settings: Settings, store: IndexStore, engine: GenerationEngine) -> list[Check]:
+    """The steps in the order they run, without those `disabled_checks` names."""
+    steps: list[Check] = [
+        OffTopic(settings.min_relevance),
+        NamesMissing(),
+        ModelDeclines(),
+        CitationsUnsupported(),
+        CitedNames(store),
+        AnswerCheck(engine, settings.answer_check_min_log_odds),
+    ]
+    return [step for step in steps if step.name not in settings.disabled_checks]
+
+
+def first_refusal(checks: list[Check], case: Case, before_generation: bool) -> tuple[AbstainedBy, str] | None:
+    """The first step of the given phase that refuses, with its reply; None when all let the answer through."""
+    for check in checks:
+        if check.before_generation == before_generation and (reply := check.refusal(case)) is not None:
+            return check.name, reply
+    return None

@@ -1,0 +1,140 @@
+"""Who may call and embed the server: the API key, the admin token, framing and CORS limits, body sizes.
+
+Browsers are kept in line by settings: `allowed_origins` is both the CORS allowlist and the CSP
+frame-ancestors list, so only those pages may embed or call us. Secrets are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rag.settings import Settings
+
+MAX_JSON_BYTES = 1024 * 1024
+
+
+def api_key_check(settings: Settings) -> Any:
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+
+    def check(request: Request) -> None:
+        if key is None:
+            return
+        given = request.headers.get("x-api-key") or ""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            given = given or token.strip()
+        if not secrets.compare_digest(given.encode(), key.encode()):
+            raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+    return check
+
+
+def check_admin(settings: Settings, given: str | None) -> None:
+    if settings.admin_token is None:
+        raise HTTPException(403, "uploads are disabled: no admin_token is configured on the server")
+    if not secrets.compare_digest((given or "").encode(), settings.admin_token.get_secret_value().encode()):
+        raise HTTPException(401, "missing or wrong admin token (send it in X-Admin-Token)")
+
+
+def ui_auth(settings: Settings) -> Any:
+    """With an API key set, the UI (and gradio_client) log in with it as the password."""
+    if settings.api_key is None:
+        return None
+    key = settings.api_key.get_secret_value()
+    return lambda _user, password: secrets.compare_digest(password.encode(), key.encode())
+
+
+def strict_csp(origins: Sequence[str]) -> str:
+    """Our own pages run only our own scripts: injected markup could not execute even if it got in."""
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        f"base-uri 'none'; form-action 'none'; {_frame_ancestors(origins)}"
+    )
+
+
+def _frame_ancestors(origins: Sequence[str]) -> str:
+    return "frame-ancestors " + " ".join(["'self'", *origins])
+
+
+class FrameAncestors:
+    """Every response may be framed only by us and the allowlisted origins (unless it sets its own CSP)."""
+
+    def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
+        self.app = app
+        self.policy = _frame_ancestors(origins).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                if b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", self.policy))
+                if b"x-content-type-options" not in names:
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_policy)
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit with 413 (by Content-Length, or while streaming in).
+
+    Uploads (ours and Gradio's) may be `upload_bytes`; anything else is JSON and small.
+    """
+
+    UPLOAD_PATHS = ("/api/documents", "/gradio_api/upload")
+
+    def __init__(self, app: ASGIApp, upload_bytes: int) -> None:
+        self.app = app
+        self.upload_bytes = upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.upload_bytes if scope["path"].rstrip("/") in self.UPLOAD_PATHS else MAX_JSON_BYTES
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _too_large(limit)(scope, receive, send)
+            return
+        received = 0
+        started = refused = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request" and not refused:
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # Answer now, and tell the app the client left: frameworks turn exceptions raised
+                    # while reading a body into their own 400s.
+                    refused = True
+                    if not started:
+                        await _too_large(limit)(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse({"detail": f"the request body is over the limit of {limit / 1024 / 1024:.1f} MB"}, 413)

@@ -1,0 +1,189 @@
+"""The JSON and Server-Sent Events API under /api: thin routes over `AnswerService`.
+
+Each route translates HTTP to a service call and back; retrieval, prompting and citations happen in
+the Assistant. The blocking answer stream runs on a thread of its own, and a client that goes away
+cancels its generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from rag.serving.access import api_key_check, check_admin
+from rag.serving.service import AnswerService, Upload
+from rag.settings import Settings
+from rag.types import Answer, Document, Turn
+
+logger = logging.getLogger(__name__)
+MAX_UPLOAD_FILES = 100
+_END = object()
+
+
+class TurnIn(BaseModel):
+    question: str
+    answer: str
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(description="The question; follow-ups may rely on `history`.")
+    history: list[TurnIn] = Field(default_factory=list, max_length=50, description="Earlier exchanges, oldest first.")
+
+    def turns(self) -> list[Turn]:
+        return [Turn(t.question, t.answer) for t in self.history]
+
+
+def api_router(service: AnswerService, settings: Settings) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(api_key_check(settings))])
+
+    @router.post("/ask", summary="Answer a question; the same JSON object as `rag ask --json`")
+    async def ask(body: AskRequest, request: Request) -> dict[str, Any]:
+        cancel = threading.Event()
+        events = service.stream(body.question, body.turns(), cancel)
+        watcher = asyncio.create_task(_cancel_on_disconnect(request, cancel))
+        answer = None
+        try:
+            async for event in _in_thread(events, cancel):
+                if isinstance(event, Answer):
+                    answer = event
+        finally:
+            watcher.cancel()
+        if answer is None:
+            raise HTTPException(503, "the answer was cancelled")
+        return answer.to_dict()
+
+    @router.post(
+        "/ask/stream",
+        summary="Answer a question as Server-Sent Events",
+        description='`token` events carry `{"text"}` pieces of the draft as it is generated; one final '
+        "`answer` event carries the whole answer object (as `/api/ask`), whose text may differ from the draft "
+        'after citation checks. An `error` event carries `{"detail"}` if generation fails.',
+        response_class=StreamingResponse,
+    )
+    async def ask_stream(body: AskRequest) -> StreamingResponse:
+        cancel = threading.Event()
+        events = service.stream(body.question, body.turns(), cancel)
+        return StreamingResponse(
+            _sse(_in_thread(events, cancel)),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @router.get("/documents", summary="The indexed documents")
+    async def documents() -> list[dict[str, Any]]:
+        return service.documents()
+
+    @router.get("/documents/{doc_id}", summary="One indexed document with its text")
+    async def document(doc_id: str) -> dict[str, Any]:
+        doc = indexed_document(service, doc_id)
+        return {"doc_id": doc.doc_id, "title": doc.title, "source": doc.source, "text": doc.text}
+
+    @router.post(
+        "/documents",
+        summary="Upload files to index (requires the admin token in X-Admin-Token)",
+        description="multipart/form-data with one or more `files` fields. Each file gets a status: "
+        "added, changed, unchanged or error (with the reason); the other files are indexed regardless.",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                            "required": ["files"],
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def upload(request: Request) -> dict[str, Any]:
+        check_admin(settings, request.headers.get("x-admin-token"))
+        form = await request.form(max_files=MAX_UPLOAD_FILES, max_fields=MAX_UPLOAD_FILES)
+        files = [f for f in form.getlist("files") if not isinstance(f, str)]
+        if not files:
+            raise HTTPException(422, "send the documents as multipart/form-data fields named `files`")
+        with tempfile.TemporaryDirectory(prefix="rag-upload-") as tmp:
+            uploads = []
+            for i, file in enumerate(files):
+                path = Path(tmp) / str(i)
+                path.write_bytes(await file.read())
+                uploads.append(Upload(file.filename or f"file {i + 1}", path))
+            results = await asyncio.to_thread(service.add_documents, uploads)
+        return {"files": [r.__dict__ for r in results], "documents": len(service.assistant.documents())}
+
+    return router
+
+
+def indexed_document(service: AnswerService, doc_id: str) -> Document:
+    try:
+        return service.assistant.store.document(doc_id)
+    except KeyError:
+        raise HTTPException(404, f"no document {doc_id} in the index") from None
+
+
+async def _in_thread(events: Iterator[str | Answer], cancel: threading.Event) -> AsyncIterator[str | Answer]:
+    """Run a blocking answer stream on its own thread; if our consumer goes away, cancel it."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue()
+
+    def put(item: object) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (server shutting down)
+            cancel.set()
+
+    def work() -> None:
+        try:
+            for event in events:
+                put(event)
+        except BaseException as exc:  # handed to the consumer, which reports it
+            put(exc)
+        finally:
+            put(_END)
+
+    threading.Thread(target=work, name="rag-answer", daemon=True).start()
+    try:
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        cancel.set()
+
+
+async def _sse(events: AsyncIterator[str | Answer]) -> AsyncIterator[str]:
+    try:
+        async for event in events:
+            if isinstance(event, Answer):
+                yield _sse_event("answer", event.to_dict())
+            elif event:
+                yield _sse_event("token", {"text": event})
+    except Exception as exc:  # the 200 header is sent: the failure can only be told in the stream
+        logger.exception("answer failed")
+        yield _sse_event("error", {"detail": str(exc) or type(exc).__name__})
+
+
+def _sse_event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
+    while not cancel.is_set():
+        if await request.is_disconnected():
+            cancel.set()
+            return
+        await asyncio.sleep(0.25)

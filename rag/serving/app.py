@@ -1,0 +1,141 @@
+"""One server on one port: the Gradio chat UI, the JSON API and the widget, all over one `Assistant`.
+
+The routers (`api`, `pages`) and the UI are thin callers of one `AnswerService`; `access` holds the
+API key, admin token and browser limits every response goes through. `python app.py` calls `main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+
+from rag.assistant import Assistant, QuestionError
+from rag.models import ModelError
+from rag.serving.access import BodyLimit, FrameAncestors, ui_auth
+from rag.serving.api import api_router
+from rag.serving.pages import pages_router
+from rag.serving.service import AnswerService, Busy
+from rag.serving.ui import CSS, JS, STATIC, THEME, build_ui
+from rag.settings import Settings, get_settings
+from rag.store.base import IndexStoreError
+
+
+def create_app(assistant: Assistant) -> FastAPI:
+    """The whole server as an ASGI app; `assistant` should be indexed and warmed up already."""
+    settings = assistant.settings
+    service = AnswerService(assistant)
+    app = FastAPIOffline(  # FastAPI whose /docs page loads Swagger UI from this server, not a CDN
+        title="rag",
+        summary="Answers from your documents, with checked citations.",
+        version="0.1.0",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.service = service
+    # The last added runs first: CORS and framing headers go on every response, refusals included.
+    app.add_middleware(BodyLimit, upload_bytes=int(settings.max_upload_mb * 1024 * 1024))
+    app.add_middleware(FrameAncestors, origins=settings.allowed_origins)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["*"],
+        allow_credentials=True,
+    )
+    _add_error_handlers(app)
+    app.include_router(api_router(service, settings))
+    app.include_router(pages_router(service, settings))
+    app.mount("/rag-static", StaticFiles(directory=STATIC), name="rag-static")
+    return gr.mount_gradio_app(
+        app,
+        build_ui(service, settings),
+        path="",
+        ssr_mode=False,
+        mcp_server=False,
+        footer_links=["api"],
+        max_file_size=int(settings.max_upload_mb * 1024 * 1024),
+        auth=ui_auth(settings),
+        auth_message="Enter the API key of this assistant as the password (any user name).",
+        theme=THEME,
+        css=CSS,
+        js=JS,
+    )
+
+
+# ---- errors --------------------------------------------------------------------------------------
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every refusal is a 4xx (or 503 when busy) with a `detail` message a person can act on."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse({"detail": "the request body is not valid JSON"}, 400)
+        parts = []
+        for e in errors:
+            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+            parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+        return JSONResponse({"detail": "; ".join(parts)}, 422)
+
+    @app.exception_handler(QuestionError)
+    async def bad_question(request: Request, exc: QuestionError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 422)
+
+    @app.exception_handler(Busy)
+    async def busy(request: Request, exc: Busy) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": "30"})
+
+    @app.exception_handler(IndexStoreError)
+    async def index_unusable(request: Request, exc: IndexStoreError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 503)
+
+
+# ---- starting ------------------------------------------------------------------------------------
+
+
+def prepared_assistant(settings: Settings) -> Assistant:
+    """Index the corpus if there is no index yet and load both models, so the first question is fast."""
+    assistant = Assistant(settings)
+    if not assistant.store.is_built():
+        print(f"rag: no index yet; indexing {settings.default_corpus}/ first", file=sys.stderr)
+        report = assistant.index(progress=True)
+        for error in report.errors:
+            print(f"rag: skipped {error}", file=sys.stderr)
+    assistant.warm_up()
+    return assistant
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="app.py", description="Serve the chat UI, the API and the widget.")
+    parser.add_argument("--host", help="address to listen on (setting `host`, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (setting `port`, default 7860)")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = settings.model_copy(update=overrides)
+    try:
+        assistant = prepared_assistant(settings)
+    except (ModelError, IndexStoreError) as exc:
+        print(f"rag: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"rag: serving on http://{settings.host}:{settings.port}/ (API docs at /docs)", file=sys.stderr)
+    uvicorn.run(create_app(assistant), host=settings.host, port=settings.port, timeout_graceful_shutdown=3)
+    return 0

@@ -1,0 +1,30 @@
+"""The index store: where documents, chunks and their vectors live, and how they are searched.
+
+`base.IndexStore` is the interface the pipeline uses (sync, search, documents); each backend is one
+module: `local` keeps FAISS and bm25s files in atomically switched generations under `index_dir`.
+To add a store, subclass `IndexStore` in a module of its own and construct it in `create_store`.
+`dense` chooses the FAISS index (exact or IVF) and `bm25` is the lexical side every store shares.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rag.embedding.embedder import Embedder
+    from rag.settings import Settings
+    from rag.store.base import IndexStore
+
+
+def create_store(settings: Settings, embedder: Embedder) -> IndexStore:
+    """The configured store, not yet loaded (it reads its index on first use)."""
+    from rag.store.local import LocalStore
+
+    return LocalStore(
+        settings.index_dir,
+        embedder,
+        settings.bm25_k1,
+        settings.bm25_b,
+        settings.ivf_min_chunks,
+        settings.ivf_nprobe,
+    )
