@@ -7,5 +7,7 @@ bash scripts/install.sh
 export HF_HUB_OFFLINE=1
 .venv/bin/ruff check rag tests app.py scripts
 .venv/bin/ruff format --check rag tests app.py scripts
+# The models verified and converted, and the generation engine chosen for this CPU (printed), before the tests.
+.venv/bin/rag prepare
 .venv/bin/python -m pytest -q "$@"
 .venv/bin/rag eval --gate eval/gate.toml

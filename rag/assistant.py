@@ -10,13 +10,16 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
-from rag.answering.checks import Case, abstention_checks, first_refusal
+from rag.answering.checks import Case, Check, abstention_checks, first_refusal
 from rag.answering.citations import CitationVerifier
 from rag.answering.prompts import build_prompt, retrieval_queries
+from rag.cpu import fast_dtype
 from rag.embedding.embedder import Embedder
 from rag.generation import create_engine
+from rag.generation.base import GenerationEngine
 from rag.ingestion.chunking import Chunker
 from rag.ingestion.loaders import load_documents
 from rag.retrieval.excerpts import PassageTrimmer
@@ -24,7 +27,7 @@ from rag.retrieval.hybrid import HybridRetriever
 from rag.settings import Settings, get_settings
 from rag.store import create_store
 from rag.store.base import SyncReport
-from rag.types import Answer, Document, IngestError, Passage, Timings, Turn
+from rag.types import Answer, AnswerEvent, Document, IngestError, Passage, Sources, Timings, Turn
 
 
 class QuestionError(ValueError):
@@ -39,19 +42,26 @@ class IndexReport:
 
 
 class Assistant:
-    """Cheap to construct; the index, the embedder and the generator load on first use."""
+    """Cheap to construct; the index, the embedder and the generator are created and loaded on first use."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         s = self.settings
-        self.embedder = Embedder(s.embedding_model, s.embed_batch_size, s.embedding_dtype)
+        self.embedder = Embedder(s.embedding_model, s.embed_batch_size, fast_dtype(s.embedding_dtype))
         self.chunker = Chunker(s.chunk_size, s.chunk_overlap)
         self.store = create_store(s, self.embedder)
         self.retriever = HybridRetriever(self.store, self.embedder, s.candidate_k, s.bm25_weight)
-        self.generator = create_engine(s)
         self.trimmer = PassageTrimmer(self.embedder, s.excerpt_chars)
         self.verifier = CitationVerifier(self.embedder, s.support_threshold)
-        self.checks = abstention_checks(s, self.store, self.generator)
+
+    @cached_property
+    def generator(self) -> GenerationEngine:
+        """Created on first use: with `generator_engine = "auto"` that may measure the engines first (once)."""
+        return create_engine(self.settings)
+
+    @cached_property
+    def checks(self) -> list[Check]:
+        return abstention_checks(self.settings, self.store, self.generator)
 
     # ---- documents -----------------------------------------------------------------------
 
@@ -130,11 +140,12 @@ class Assistant:
 
     def ask_stream(
         self, question: str, history: Sequence[Turn] = (), cancel: threading.Event | None = None
-    ) -> Iterator[str | Answer]:
-        """Yield answer text as it is generated, then the final, verified `Answer`.
+    ) -> Iterator[AnswerEvent]:
+        """Yield the passages being read (`Sources`), answer text as it is generated, then the verified `Answer`.
 
         The streamed text is the model's draft; the final answer may differ (checked citations, or an
-        abstention when the passages turn out not to support it). Once `cancel` is set no `Answer` comes.
+        abstention when the passages turn out not to support it). An abstention before generation comes
+        without `Sources`. Once `cancel` is set no `Answer` comes.
         """
         question = self.check_question(question)
         turns = list(history)[-self.settings.history_turns :] if self.settings.history_turns else []
@@ -156,6 +167,7 @@ class Assistant:
             return
 
         passages = self.trimmer.trim(retrieval_queries(question, turns)[0], passages)
+        yield Sources(passages)
         pieces: list[str] = []
         prompt = build_prompt(question, passages, turns, self.settings.answer_style)
         for piece in self.generator.stream(prompt, cancel):

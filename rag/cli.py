@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
 
     prepare = commands.add_parser("prepare", help="verify and convert the models now, with progress")
     prepare.add_argument("--model", help="generator to prepare (default: the configured one)")
+    prepare.add_argument(
+        "--remeasure", action="store_true", help="measure the generation engines again (generator_engine auto)"
+    )
     prepare.set_defaults(run=_prepare)
 
     suites = evaluate.add_subparsers(dest="suite", metavar="SUITE")
@@ -127,9 +130,21 @@ def _docs(assistant: Assistant, args: argparse.Namespace) -> int:
 
 
 def _prepare(assistant: Assistant, args: argparse.Namespace) -> int:
+    """Verify and convert the models (with progress), choose the engine for this CPU, and load it."""
+    from rag.generation.choice import engine_choice
+    from rag.generation.transformers.prepare import generator_model_dir
+    from rag.models import generator_gguf
+
+    settings = assistant.settings
     assistant.embedder.encode(["warm up"])
+    if settings.generator_engine in ("auto", "llama.cpp"):
+        generator_gguf(settings.generator_model, settings.cache_dir)
+    if settings.generator_engine in ("auto", "transformers"):
+        generator_model_dir(settings.generator_model, settings.cache_dir)
+    if settings.generator_engine == "auto":
+        engine_choice(settings, remeasure=args.remeasure, verbose=True)
     assistant.generator.load()
-    print(f"Ready: {assistant.settings.embedding_model}, {assistant.settings.generator_model}", file=sys.stderr)
+    print(f"Ready: {settings.embedding_model}, {settings.generator_model}", file=sys.stderr)
     return 0
 
 

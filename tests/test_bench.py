@@ -8,8 +8,10 @@ import pytest
 from conftest import SEEDS
 
 from rag.cli import main
+from rag.cpu import cpu_info
 from rag.embedding.embedder import Embedder
-from rag.evaluation.bench import Series, run_bench
+from rag.evaluation.bench import run_bench
+from rag.evaluation.bench.report import Series
 from rag.settings import Settings
 
 
@@ -25,8 +27,13 @@ def test_report_has_every_section(tmp_path: Path) -> None:
     assert output.read_text(encoding="utf-8") == text
     for heading in ("## Machine", "## Generation", "## Embedding", "## End to end", "## Retrieval at scale"):
         assert heading in text
-    assert "| baseline |" in text and "| shipped |" in text
-    assert "| whole passages |" in text  # the end-to-end section compares excerpts with whole passages
+    for row in ("| transformers generate (bf16 baseline) |", "| transformers |", "| llama.cpp |"):
+        assert row in text
+    assert "| transformers (auto) |" in text or "| llama.cpp (auto) |" in text  # the shipped engine is marked
+    assert ", whole passages |" in text  # the end-to-end section compares excerpts with whole passages
+    assert "Where the time goes" in text
+    if cpu_info().has_bf16:  # the other kind of CPU, emulated in the same run
+        assert "on a CPU without bf16 (emulated)" in text and "emulating a CPU without bf16" in text
     assert "IVF" in text  # 3000 synthetic chunks are above ivf_min_chunks
 
 

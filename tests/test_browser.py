@@ -130,6 +130,10 @@ def test_ui_streams_a_cited_answer_and_shows_the_highlighted_passage(page: Page,
     page.goto(server)
     expect(page.get_by_text(QUESTION)).to_be_visible()  # an example question on first load
     _ask_in_ui(page, QUESTION)
+    reading = page.locator("#rag-sources .rag-sources-title", has_text="Reading")  # the passages, before the model
+    expect(reading).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    assert page.locator("#rag-sources .rag-source").count() >= 1
+    assert page.locator("#rag-chat .rag-timings").count() == 0  # shown while the answer is still to come
     expect(page.locator("#rag-chat .rag-draft")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)  # streams...
     expect(page.locator("#rag-chat .rag-timings")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)  # ...then the answer
     answer = page.locator('#rag-chat [data-testid="bot"]').last.inner_text()
@@ -183,6 +187,9 @@ def test_widget_on_an_intranet_page_answers_with_citations(page: Page, sites: tu
     expect(widget.locator("h1")).to_have_text("Ask the AI news desk")  # data-title
     widget.locator("#question").fill(QUESTION)
     widget.locator("#question").press("Enter")
+    reading = widget.locator(".msg.pending .reading li")  # what is being read, before the model writes
+    expect(reading.first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    assert widget.locator(".msg.final").count() == 0
     final = widget.locator(".msg.final")
     expect(final).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
     assert any(key in final.locator(".text").inner_text().lower() for key in LECUN_PROPOSAL)
@@ -240,7 +247,8 @@ def test_api_json_stream_errors_and_gradio_client(server: str) -> None:
 
         with client.stream("POST", "/api/ask/stream", json={"question": "Who is Meta's chief AI scientist?"}) as r:
             events = [json.loads(line[5:]) for line in r.iter_lines() if line.startswith("data:")]
-        *tokens, final = events
+        sources, *tokens, final = events
+        assert any(s["source"].endswith(PARIS) for s in sources["sources"])  # the passages first
         assert len(tokens) > 2 and all("text" in t for t in tokens)
         assert "LeCun" in final["answer"] and final["citations"]
 
@@ -289,6 +297,9 @@ def test_a_hostile_document_never_runs_in_the_ui_or_the_widget(
     widget = page.frame_locator("#rag-widget iframe")
     widget.locator("#question").fill(question)
     widget.locator("#question").press("Enter")
+    reading = widget.locator(".msg.pending .reading li")  # what is being read, before the model writes
+    expect(reading.first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    assert widget.locator(".msg.final").count() == 0
     final = widget.locator(".msg.final")
     expect(final).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
     expect(final.locator(".source .title")).to_contain_text("onerror")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from rag.evaluation.bench import synthetic_vectors
+from rag.evaluation.bench.retrieval import synthetic_vectors
 from rag.store.dense import build_dense_index, ivf_lists, set_nprobe
 
 

@@ -100,3 +100,25 @@ def test_answer_check_agrees_with_a_right_answer_and_not_with_a_false_premise(as
     agree = assistant.generator.yes_log_odds(build_confirm_prompt(question, cited, []))
     premise = assistant.generator.yes_log_odds(build_confirm_prompt(false_premise, cited, []))
     assert agree > assistant.settings.answer_check_min_log_odds > premise
+
+
+@pytest.fixture(scope="module")
+def assistant_on_llama_cpp(assistant: Assistant) -> Assistant:
+    """The same index and default model, answered by the llama.cpp engine whatever `auto` picked here."""
+    other = Assistant(assistant.settings.model_copy(update={"generator_engine": "llama.cpp"}))
+    assert other.generator.name == "llama.cpp"
+    other.warm_up()
+    return other
+
+
+def test_llama_cpp_answers_the_lecun_question_with_its_citation(assistant_on_llama_cpp: Assistant) -> None:
+    answer = assistant_on_llama_cpp.ask("What did LeCun propose in Paris?")
+    assert any(key in answer.answer.lower() for key in LECUN_PROPOSAL), answer.answer
+    _assert_cites_paris(answer, assistant_on_llama_cpp)
+
+
+@pytest.mark.parametrize("question", ["What did Macron announce?", "Why did Meta sell PyTorch to Google?"])
+def test_llama_cpp_abstains_where_the_seeds_do_not_answer(assistant_on_llama_cpp: Assistant, question: str) -> None:
+    answer = assistant_on_llama_cpp.ask(question)
+    assert answer.abstained, answer.answer
+    assert answer.citations == []

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from rag.generation.transformers.engine import TransformersEngine, _prompt_lookup
+from rag.generation.greedy import prompt_lookup
+from rag.generation.transformers.engine import TransformersEngine
 from rag.settings import Settings
 from rag.types import Prompt
 
@@ -22,10 +23,10 @@ MESSAGES = [
 
 def test_prompt_lookup_continues_the_latest_longest_match() -> None:
     tokens = [1, 2, 3, 9, 1, 2, 3, 4, 5, 6, 7, 2, 3]
-    assert _prompt_lookup(tokens, 3) == [4, 5, 6]  # "2 3" last seen before "4 5 6"
-    assert _prompt_lookup([5, 6, 7, 8], 3) == []  # nothing repeats
-    assert _prompt_lookup([4, 5, 4], 3) == [5, 4]  # the match may run into the tail itself
-    assert _prompt_lookup(tokens, 0) == []
+    assert prompt_lookup(tokens, 3) == [4, 5, 6]  # "2 3" last seen before "4 5 6"
+    assert prompt_lookup([5, 6, 7, 8], 3) == []  # nothing repeats
+    assert prompt_lookup([4, 5, 4], 3) == [5, 4]  # the match may run into the tail itself
+    assert prompt_lookup(tokens, 0) == []
 
 
 @pytest.fixture(scope="module")

@@ -131,16 +131,32 @@ def test_ask_returns_the_cli_json_shape(client: httpx.Client) -> None:
     assert follow_up.status_code == 200, follow_up.text
 
 
-def test_stream_sends_tokens_then_one_answer(client: httpx.Client) -> None:
+def test_stream_sends_the_sources_then_tokens_then_one_answer(client: httpx.Client) -> None:
     with client.stream("POST", "/api/ask/stream", json={"question": QUESTION}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = list(_events(response))
     names = [name for name, _ in events]
+    assert names[0] == "sources" and names.count("sources") == 1
     assert names[-1] == "answer" and names.count("answer") == 1
-    assert names[:-1] and set(names[:-1]) == {"token"}
-    assert all(data["text"] for _, data in events[:-1])
+    assert names[1:-1] and set(names[1:-1]) == {"token"}
+    assert all(data["text"] for _, data in events[1:-1])
     assert set(events[-1][1]) == ANSWER_KEYS
+    sources = {s["n"]: s for s in events[0][1]["sources"]}
+    assert any(s["source"].endswith(PARIS) for s in sources.values())
+    for citation in events[-1][1]["citations"]:  # what is cited is what was announced as being read
+        announced = sources[citation["n"]]
+        assert (announced["doc_id"], announced["start"], announced["end"]) == (
+            citation["doc_id"],
+            citation["start"],
+            citation["end"],
+        )
+
+
+def test_a_question_refused_before_generation_streams_no_sources(client: httpx.Client) -> None:
+    with client.stream("POST", "/api/ask/stream", json={"question": "What did Macron announce?"}) as response:
+        names = [name for name, _ in _events(response)]
+    assert "sources" not in names and names[-1] == "answer"
 
 
 @pytest.mark.parametrize("path", ["/api/ask", "/api/ask/stream"])

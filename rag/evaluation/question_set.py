@@ -362,6 +362,7 @@ def run_question_set(assistant: Assistant, question_set: QuestionSet, progress: 
     config = {
         "embedding_model": s.embedding_model,
         "generator_model": s.generator_model,
+        "generator_engine": assistant.generator.name,
         "top_k": s.top_k,
         "chunk_size": s.chunk_size,
         "support_threshold": s.support_threshold,
@@ -399,10 +400,11 @@ def timed_answer(assistant: Assistant, question: str, history: list[Turn]) -> St
             decode_s = last - first
             speed = (tokens - 1) / decode_s if tokens > 1 and decode_s else None
             return Streamed(event, draft.strip(), event.timings.first_token_ms, speed)
-        now = time.perf_counter()
-        first = first or now
-        last = now
-        pieces.append(event)
+        if isinstance(event, str):
+            now = time.perf_counter()
+            first = first or now
+            last = now
+            pieces.append(event)
     raise RuntimeError("the answer stream ended without an answer")
 
 
@@ -481,7 +483,7 @@ def terminal_table(report: EvalReport) -> str:
 
     lines = [
         f"Eval '{report.name}': {m['n']} questions ({m['answerable']} answerable, {m['unanswerable']} not) "
-        f"in {report.seconds:.0f} s",
+        f"in {report.seconds:.0f} s, engine {report.settings.get('generator_engine')}",
         row(f"retrieval recall@{k}", pct(f"recall_at_{k}")),
         row("retrieval MRR", f"{m['mrr']:.3f}" if m["mrr"] is not None else "n/a"),
         row("answer correctness", pct("correctness")),

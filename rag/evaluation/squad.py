@@ -325,6 +325,7 @@ class SquadReport:
     embedded_chunks: int  # 0 when the paragraphs' index was already there
     retrieval: RetrievalScores
     answers: AnswerScores
+    engine: str  # the generation engine that answered
 
     def to_json(self) -> dict[str, Any]:
         """The stable keys first (`n` = questions answered), then counts, timings, config and each answer."""
@@ -364,6 +365,7 @@ class SquadReport:
                 "articles": article_ranges(self.squad.articles),
                 "limit": self.limit,
                 "seed": self.seed,
+                "generator_engine": self.engine,
                 **{
                     name: str(getattr(s, name))
                     for name in (
@@ -399,7 +401,7 @@ class SquadReport:
             lines += [
                 "",
                 f"Answers ({a.n} questions, seed {self.seed}: {a.answerable} answerable, "
-                f"{a.unanswerable} unanswerable; {self.settings.answer_style} style)",
+                f"{a.unanswerable} unanswerable; {self.settings.answer_style} style; engine {self.engine})",
                 _row("exact match", a.em),
                 _row("F1", a.f1),
                 _row("F1 when it answered", a.answered_f1),
@@ -445,6 +447,15 @@ def run_squad(
     indexed = index_own(assistant, documents, progress)
     retrieval = score_retrieval(assistant, squad, progress)
     answers = score_answers(assistant, sample_questions(squad, limit, seed), progress)
+    engine = assistant.generator.name if answers.n else "none (retrieval only)"
     return SquadReport(
-        squad, assistant.settings, limit, seed, indexed.seconds, indexed.sync.embedded_chunks, retrieval, answers
+        squad,
+        assistant.settings,
+        limit,
+        seed,
+        indexed.seconds,
+        indexed.sync.embedded_chunks,
+        retrieval,
+        answers,
+        engine,
     )

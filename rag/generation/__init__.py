@@ -2,9 +2,11 @@
 
 `base.GenerationEngine` is the interface (load, stream with cancel, yes/no log-odds, count tokens); each
 engine is a module or package of its own: `transformers/` runs the model with transformers and torch
-(our decoding loop, int4 packing, the GGUF converted once to bf16). To add an engine (llama.cpp, a model
-server), subclass `GenerationEngine` and construct it in `create_engine`. The packaged model files
-themselves are found and verified in `rag.models`.
+(int4 packing, the GGUF converted once to bf16), `llamacpp` runs the GGUF as it is with llama.cpp; both
+decode with the same greedy loop and prompt lookup (`greedy`). `choice` measures which is faster on
+this CPU for `generator_engine = "auto"`. To add an engine (a model server, say), subclass
+`GenerationEngine` and name it in `choice.build_engine`. The packaged model files themselves are found
+and verified in `rag.models`.
 """
 
 from __future__ import annotations
@@ -17,14 +19,11 @@ if TYPE_CHECKING:
 
 
 def create_engine(settings: Settings) -> GenerationEngine:
-    """The configured engine, not yet loaded (it loads on first use, or on `load()`)."""
-    from rag.generation.transformers.engine import TransformersEngine
+    """The configured engine, not yet loaded. With "auto" that is the recorded choice for this CPU, which is
+    measured first (once, about a minute) if there is none or it is stale."""
+    from rag.generation.choice import build_engine, engine_choice
 
-    return TransformersEngine(
-        settings.generator_model,
-        settings.cache_dir,
-        settings.max_new_tokens,
-        settings.threads,
-        settings.generator_quantization,
-        settings.prompt_lookup_tokens,
-    )
+    name = settings.generator_engine
+    if name == "auto":
+        name = engine_choice(settings).engine
+    return build_engine(name, settings)

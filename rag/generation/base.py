@@ -11,12 +11,15 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from typing import ClassVar
 
 from rag.types import Prompt
 
 
 class GenerationEngine(ABC):
-    """One way of running the generator model."""
+    """One way of running the generator model; `name` is its `generator_engine` setting."""
+
+    name: ClassVar[str]
 
     @abstractmethod
     def load(self) -> None:

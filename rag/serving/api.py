@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rag.serving.access import api_key_check, check_admin
 from rag.serving.service import AnswerService, Upload
 from rag.settings import Settings
-from rag.types import Answer, Document, Turn
+from rag.types import Answer, AnswerEvent, Document, Sources, Turn
 
 logger = logging.getLogger(__name__)
 MAX_UPLOAD_FILES = 100
@@ -67,9 +67,12 @@ def api_router(service: AnswerService, settings: Settings) -> APIRouter:
     @router.post(
         "/ask/stream",
         summary="Answer a question as Server-Sent Events",
-        description='`token` events carry `{"text"}` pieces of the draft as it is generated; one final '
-        "`answer` event carries the whole answer object (as `/api/ask`), whose text may differ from the draft "
-        'after citation checks. An `error` event carries `{"detail"}` if generation fails.',
+        description='A `sources` event first carries `{"sources": [{n, doc_id, title, source, start, end, text}]}`, '
+        "the passages the model reads (numbered as it may cite them), before it writes anything; `token` "
+        'events carry `{"text"}` pieces of the draft as it is generated; one final `answer` event carries the '
+        "whole answer object (as `/api/ask`), whose text may differ from the draft after citation checks. A "
+        'question refused before generation gets no `sources`. An `error` event carries `{"detail"}` if '
+        "generation fails.",
         response_class=StreamingResponse,
     )
     async def ask_stream(body: AskRequest) -> StreamingResponse:
@@ -135,7 +138,7 @@ def indexed_document(service: AnswerService, doc_id: str) -> Document:
         raise HTTPException(404, f"no document {doc_id} in the index") from None
 
 
-async def _in_thread(events: Iterator[str | Answer], cancel: threading.Event) -> AsyncIterator[str | Answer]:
+async def _in_thread(events: Iterator[AnswerEvent], cancel: threading.Event) -> AsyncIterator[AnswerEvent]:
     """Run a blocking answer stream on its own thread; if our consumer goes away, cancel it."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue()
@@ -165,11 +168,13 @@ async def _in_thread(events: Iterator[str | Answer], cancel: threading.Event) ->
         cancel.set()
 
 
-async def _sse(events: AsyncIterator[str | Answer]) -> AsyncIterator[str]:
+async def _sse(events: AsyncIterator[AnswerEvent]) -> AsyncIterator[str]:
     try:
         async for event in events:
             if isinstance(event, Answer):
                 yield _sse_event("answer", event.to_dict())
+            elif isinstance(event, Sources):
+                yield _sse_event("sources", event.to_dict())
             elif event:
                 yield _sse_event("token", {"text": event})
     except Exception as exc:  # the 200 header is sent: the failure can only be told in the stream

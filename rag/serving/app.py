@@ -26,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from rag.assistant import Assistant, QuestionError
+from rag.generation.llamacpp import PromptTooLongError
 from rag.models import ModelError
 from rag.serving.access import BodyLimit, FrameAncestors, ui_auth
 from rag.serving.api import api_router
@@ -102,6 +103,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Busy)
     async def busy(request: Request, exc: Busy) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": "30"})
+
+    @app.exception_handler(PromptTooLongError)
+    async def prompt_too_long(request: Request, exc: PromptTooLongError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 422)
 
     @app.exception_handler(IndexStoreError)
     async def index_unusable(request: Request, exc: IndexStoreError) -> JSONResponse:

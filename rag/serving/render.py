@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import nh3
 from markdown_it import MarkdownIt
 
-from rag.types import Answer, Citation
+from rag.types import Answer, Citation, Sources
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).disable("image")
 _TAGS = {"p", "br", "strong", "em", "b", "i", "code", "pre", "ul", "ol", "li", "blockquote", "a", "span", "div"}
@@ -65,16 +65,17 @@ def quote_parts(c: Citation) -> tuple[str, str, str]:
     return c.text[:qs], c.text[qs:qe], c.text[qe:]
 
 
-def document_link(c: Citation) -> str:
-    query = urlencode({"start": c.start, "end": c.end, "quote_start": c.quote_start, "quote_end": c.quote_end})
-    return f"documents/{c.doc_id}?{query}#cited"
+def document_link(doc_id: str, start: int, end: int, quote_start: int, quote_end: int) -> str:
+    query = urlencode({"start": start, "end": end, "quote_start": quote_start, "quote_end": quote_end})
+    return f"documents/{doc_id}?{query}#cited"
 
 
-def sources_html(answers: list[Answer | None], active: int | None = None) -> str:
+def sources_html(answers: list[Answer | Sources | None], active: int | None = None) -> str:
     """One group of source cards per answer in the conversation; only the active one is shown.
 
     Clicking a citation marker (ui.js) shows that answer's group and highlights the card, so
-    markers in earlier answers still lead to their own passages.
+    markers in earlier answers still lead to their own passages. While an answer is being written,
+    its group shows the passages the model is reading.
     """
     if not answers:
         return '<div class="rag-sources-empty">Sources for each answer appear here.</div>'
@@ -86,9 +87,24 @@ def sources_html(answers: list[Answer | None], active: int | None = None) -> str
     return "".join(groups)
 
 
-def _cards(answer: Answer | None, turn: int) -> str:
+def _cards(answer: Answer | Sources | None, turn: int) -> str:
     if answer is None:
         return '<div class="rag-sources-empty">Searching the documents…</div>'
+    if isinstance(answer, Sources):
+        cards = [
+            _card(
+                f"rag-read-{turn}-{n}",
+                n,
+                p.title,
+                p.source,
+                p.chunk.start,
+                p.chunk.end,
+                html.escape(p.chunk.text),
+                document_link(p.chunk.doc_id, p.chunk.start, p.chunk.end, p.chunk.start, p.chunk.start),
+            )
+            for n, p in enumerate(answer.passages, start=1)
+        ]
+        return f'<h3 class="rag-sources-title">{html.escape(answer.describe())}…</h3>' + "".join(cards)
     if answer.abstained or not answer.citations:
         return (
             '<div class="rag-sources-empty">No sources: the indexed documents do not answer '
@@ -98,14 +114,30 @@ def _cards(answer: Answer | None, turn: int) -> str:
     for c in answer.citations:
         before, quote, after = quote_parts(c)
         cards.append(
-            f'<article class="rag-source" id="rag-src-{turn}-{c.n}">'
-            f'<header><span class="rag-n">{c.n}</span><div><div class="rag-title">{html.escape(c.title)}</div>'
-            f'<div class="rag-meta">{html.escape(c.source)} · characters {c.start} to {c.end}</div></div></header>'
-            f'<p class="rag-passage">{html.escape(before)}<mark>{html.escape(quote)}</mark>{html.escape(after)}</p>'
-            f'<a class="rag-open" href="{html.escape(document_link(c))}" target="_blank" rel="noopener">'
-            "Open the document at this passage ↗</a></article>"
+            _card(
+                f"rag-src-{turn}-{c.n}",
+                c.n,
+                c.title,
+                c.source,
+                c.start,
+                c.end,
+                f"{html.escape(before)}<mark>{html.escape(quote)}</mark>{html.escape(after)}",
+                document_link(c.doc_id, c.start, c.end, c.quote_start, c.quote_end),
+            )
         )
     return f'<h3 class="rag-sources-title">Sources for “{html.escape(answer.question)}”</h3>' + "".join(cards)
+
+
+def _card(element_id: str, n: int, title: str, source: str, start: int, end: int, passage: str, link: str) -> str:
+    """One passage card; `passage` is already escaped HTML."""
+    return (
+        f'<article class="rag-source" id="{element_id}">'
+        f'<header><span class="rag-n">{n}</span><div><div class="rag-title">{html.escape(title)}</div>'
+        f'<div class="rag-meta">{html.escape(source)} · characters {start} to {end}</div></div></header>'
+        f'<p class="rag-passage">{passage}</p>'
+        f'<a class="rag-open" href="{html.escape(link)}" target="_blank" rel="noopener">'
+        "Open the document at this passage ↗</a></article>"
+    )
 
 
 def document_page(title: str, source: str, text: str, spans: tuple[int, int, int, int] | None) -> str:

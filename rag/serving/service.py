@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.assistant import Assistant, IndexReport
-from rag.types import Answer, Turn
+from rag.types import Answer, AnswerEvent, Turn
 
 _UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
 _POLL_S = 0.2
@@ -61,7 +61,7 @@ class AnswerService:
 
     def stream(
         self, question: str, history: Sequence[Turn] = (), cancel: threading.Event | None = None
-    ) -> Iterator[str | Answer]:
+    ) -> Iterator[AnswerEvent]:
         """Check the question now (raising `QuestionError` or `Busy`), then stream it when its turn comes."""
         question = self.assistant.check_question(question)
         if self._waiting >= self.assistant.settings.max_waiting:  # a soft limit: checked, not reserved
@@ -74,7 +74,7 @@ class AnswerService:
                 return event
         raise RuntimeError("the answer was cancelled before it was complete")
 
-    def _answer(self, question: str, history: list[Turn], cancel: threading.Event) -> Iterator[str | Answer]:
+    def _answer(self, question: str, history: list[Turn], cancel: threading.Event) -> Iterator[AnswerEvent]:
         try:
             with self._exclusive(cancel) as turn:
                 if turn and not cancel.is_set():

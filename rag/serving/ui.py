@@ -20,7 +20,7 @@ from rag.ingestion.loaders import SUPPORTED_EXTENSIONS
 from rag.serving.render import answer_html, markdown, sources_html
 from rag.serving.service import AnswerService, Busy, Upload, UploadResult
 from rag.settings import Settings
-from rag.types import Answer, Turn
+from rag.types import Answer, Sources, Turn
 
 STATIC = Path(__file__).parent / "static"
 EXAMPLES = [
@@ -41,7 +41,7 @@ _THINKING = '<span class="rag-thinking">Searching the documents…</span>'
 
 def build_ui(service: AnswerService, settings: Settings) -> gr.Blocks:
     with gr.Blocks(title="Ask the documents", analytics_enabled=False, fill_width=True) as ui:
-        answers = gr.State([])  # one Answer (None while in progress) per assistant message
+        answers = gr.State([])  # per assistant message: its Answer (None, then its Sources, while in progress)
         gr.HTML(
             '<div class="rag-header"><h1>Ask the documents</h1><p>Answers come only from the indexed documents; '
             "every claim links to the passage behind it.</p></div>"
@@ -103,7 +103,9 @@ def build_ui(service: AnswerService, settings: Settings) -> gr.Blocks:
                 )
         documents_tab.select(lambda: _document_rows(service), None, table, api_visibility="private")
 
-        def respond(text: str, chat: list[dict[str, Any]], state: list[Answer | None]) -> Iterator[tuple[Any, ...]]:
+        def respond(
+            text: str, chat: list[dict[str, Any]], state: list[Answer | Sources | None]
+        ) -> Iterator[tuple[Any, ...]]:
             yield from _respond(service, text, chat, state)
 
         flow = {
@@ -141,12 +143,12 @@ def _example(event: gr.SelectData) -> str:
 
 
 def _respond(
-    service: AnswerService, text: str, chat: list[dict[str, Any]], state: list[Answer | None]
+    service: AnswerService, text: str, chat: list[dict[str, Any]], state: list[Answer | Sources | None]
 ) -> Iterator[tuple[Any, ...]]:
-    """Stream the draft into the last message, then replace it with the checked, linked answer."""
+    """Show the passages being read, stream the draft into the last message, then the checked, linked answer."""
     if not (text or "").strip():
         return
-    history = [Turn(a.question, a.answer) for a in state if a is not None]
+    history = [Turn(a.question, a.answer) for a in state if isinstance(a, Answer)]
     cancel = threading.Event()
     try:
         events = service.stream(text, history, cancel)
@@ -162,6 +164,10 @@ def _respond(
             if isinstance(event, Answer):
                 state = [*state[:-1], event]
                 reply = answer_html(event, turn)
+                yield "", [*chat, {"role": "assistant", "content": reply}], state, sources_html(state)
+            elif isinstance(event, Sources):
+                state = [*state[:-1], event]
+                reply = f'<span class="rag-thinking">{html.escape(event.describe())}…</span>'
                 yield "", [*chat, {"role": "assistant", "content": reply}], state, sources_html(state)
             else:
                 draft += event

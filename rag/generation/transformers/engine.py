@@ -10,7 +10,8 @@ attention keys and values are computed once and copied into each generation; and
 by one plain forward pass that projects only its last position onto the vocabulary. (transformers'
 `generate` with prompt lookup ignores a prefilled cache on its first step and projects every prompt
 position, ~0.7 s for 350 tokens, which is why the decoding loop is our own: a few lines of greedy
-steps over the model's forward pass.)
+steps over the model's forward pass.) Where the CPU has no bf16 instructions the prompt is read in float32
+(`compute_dtype`), since torch's bf16 matrix multiply is several times slower there.
 """
 
 from __future__ import annotations
@@ -20,16 +21,21 @@ import threading
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rag.generation.base import GenerationEngine
+from rag.generation.greedy import accepted_drafts, prompt_lookup, stream_greedy
 from rag.generation.transformers.prepare import generator_model_dir
 from rag.generation.transformers.quantization import Quantization, quantize_linears
 from rag.types import Prompt
 
+ComputeDtype = Literal["bfloat16", "float32"]
+
 
 class TransformersEngine(GenerationEngine):
     """Loads the model once, on first use; generations run one at a time (the CPU has no room for two)."""
+
+    name = "transformers"
 
     def __init__(
         self,
@@ -39,6 +45,7 @@ class TransformersEngine(GenerationEngine):
         threads: int = 0,
         quantization: Quantization = "none",
         prompt_lookup_tokens: int = 0,
+        compute_dtype: ComputeDtype = "bfloat16",
     ) -> None:
         self.model_name = model_name
         self.cache_dir = cache_dir
@@ -46,6 +53,7 @@ class TransformersEngine(GenerationEngine):
         self.threads = threads
         self.quantization = quantization
         self.prompt_lookup_tokens = prompt_lookup_tokens
+        self.compute_dtype = compute_dtype
         self._lock = threading.Lock()
         self._prefix_caches: dict[tuple[int, ...], Any] = {}
 
@@ -60,8 +68,11 @@ class TransformersEngine(GenerationEngine):
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
         model.eval()
+        upcast = self.compute_dtype == "float32"
+        if upcast and self.quantization == "none":
+            model.float()  # nothing is packed: every weight in float32 (twice the memory, no bf16 anywhere)
         packed = self.cache_dir / "packed" / f"{folder.name}-{self.quantization}-torch{torch.__version__}.safetensors"
-        quantize_linears(model, self.quantization, packed)
+        quantize_linears(model, self.quantization, packed, upcast)
         return tokenizer, model
 
     def load(self) -> None:
@@ -82,16 +93,14 @@ class TransformersEngine(GenerationEngine):
         stops = self._stop_tokens(tokenizer, model)
         with self._lock, torch.inference_mode():
             tokens, cache, logits = self._prefill(prompt)
-            answer = [int(logits.argmax())]
-            shown = ""
-            while True:
-                text = tokenizer.decode([t for t in answer if t not in stops], skip_special_tokens=True)
-                if len(text) > len(shown) and not text.endswith("\ufffd"):  # a split UTF-8 character waits
-                    yield text[len(shown) :]
-                    shown = text
-                if answer[-1] in stops or len(answer) >= self.max_new_tokens or (cancel and cancel.is_set()):
-                    return
-                answer += self._step(model, cache, tokens + answer, stops)[: self.max_new_tokens - len(answer)]
+            yield from stream_greedy(
+                int(logits.argmax()),
+                lambda answer: self._step(model, cache, tokens + answer, stops),
+                lambda answer: tokenizer.decode(answer, skip_special_tokens=True),
+                stops,
+                self.max_new_tokens,
+                cancel,
+            )
 
     def yes_log_odds(self, prompt: Prompt) -> float:
         import torch
@@ -129,14 +138,12 @@ class TransformersEngine(GenerationEngine):
         """
         import torch
 
-        drafts = _prompt_lookup(tokens, self.prompt_lookup_tokens)
+        drafts = prompt_lookup(tokens, self.prompt_lookup_tokens)
         logits = model(
             input_ids=torch.tensor([[tokens[-1], *drafts]]), cache=cache, logits_to_keep=len(drafts) + 1
         ).logits
         predicted = logits[0].argmax(-1).tolist()
-        accepted = 0
-        while accepted < len(drafts) and drafts[accepted] == predicted[accepted] and drafts[accepted] not in stops:
-            accepted += 1
+        accepted = accepted_drafts(drafts, predicted, stops)
         cache.crop(accepted - len(drafts))  # drop the rejected drafts
         return predicted[: accepted + 1]
 
@@ -160,19 +167,3 @@ class TransformersEngine(GenerationEngine):
             model(input_ids=torch.tensor([prefix]), cache=cache, logits_to_keep=1)
             self._prefix_caches[key] = cache
         return copy.deepcopy(self._prefix_caches[key]), len(prefix)
-
-
-def _prompt_lookup(tokens: list[int], size: int, longest_ngram: int = 3) -> list[int]:
-    """Up to `size` tokens that followed the most recent earlier occurrence of the text's last n-gram.
-
-    Answers copy spans of the passages, so the continuation of a match is often exactly what the
-    model is about to write; longer n-grams are tried first, as they predict better.
-    """
-    if not size:
-        return []
-    for n in range(min(longest_ngram, len(tokens) - 1), 0, -1):
-        tail = tokens[-n:]
-        for start in range(len(tokens) - n - 1, -1, -1):
-            if tokens[start : start + n] == tail:
-                return tokens[start + n : start + n + size]
-    return []

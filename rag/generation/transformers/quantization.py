@@ -5,6 +5,9 @@ weights (with a bf16 scale and zero per 32) read 3.2x fewer bytes than bf16. The
 (`_weight_int4pack_mm_for_cpu`, `_weight_int8pack_mm`) cost grows with the number of rows and
 they lose to the bf16 GEMM beyond ~10 rows, so the prompt (prefill) still goes through the bf16
 weight and only short calls (decoding, verifying a few prompt-lookup drafts) take the packed path.
+On a CPU without bf16 instructions torch's bf16 GEMM is ~6x slower than float32 (`rag bench`), so
+there the prompt's GEMMs run in float32 on the bf16 weight upcast per call (`upcast`): the weights
+stay bf16 in memory, and the upcast costs ~2% of the prefill.
 
 The default generator is a Q4_K GGUF: its weights are 4-bit in blocks of 32 with a scale and a
 minimum each, so int4 with groups of 32 and min/max per group re-encodes most of them exactly.
@@ -33,19 +36,25 @@ MAX_PACKED_ROWS = 8  # measured: int4 at 11 rows costs what bf16 does, and 4x bf
 class PackedLinear(nn.Module):
     """A linear layer with an int4 or int8 copy of its weight for short inputs and the bf16 one for long inputs."""
 
-    def __init__(self, linear: nn.Linear, bits: int, packed: torch.Tensor, scales: torch.Tensor) -> None:
+    def __init__(
+        self, linear: nn.Linear, bits: int, packed: torch.Tensor, scales: torch.Tensor, upcast: bool = False
+    ) -> None:
         super().__init__()
         self.in_features = linear.in_features
         self.out_features = linear.out_features
         self.weight = linear.weight
         self.bias = linear.bias
         self.bits = bits
+        self.upcast = upcast
         self.register_buffer("packed", packed, persistent=False)
         self.register_buffer("scales", scales, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // self.in_features
         if rows > MAX_PACKED_ROWS or x.dtype != torch.bfloat16:
+            if self.upcast:
+                bias = None if self.bias is None else self.bias.float()
+                return nn.functional.linear(x.float(), self.weight.float(), bias).to(x.dtype)
             return nn.functional.linear(x, self.weight, self.bias)
         flat = x.reshape(rows, self.in_features)
         if self.bits == 4:
@@ -79,10 +88,12 @@ def pack_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q.contiguous(), scale.to(torch.bfloat16)
 
 
-def quantize_linears(model: nn.Module, quantization: Quantization, cache_file: Path | None = None) -> int:
+def quantize_linears(
+    model: nn.Module, quantization: Quantization, cache_file: Path | None = None, upcast: bool = False
+) -> int:
     """Give every nn.Linear a packed copy of its weight, read from `cache_file` or packed and saved there.
 
-    Returns how many layers were swapped.
+    With `upcast`, long inputs multiply in float32. Returns how many layers were swapped.
     """
     if quantization == "none":
         return 0
@@ -102,7 +113,7 @@ def quantize_linears(model: nn.Module, quantization: Quantization, cache_file: P
         else:
             packed, scales = pack(linear.weight.detach())
         fresh[f"{name}.packed"], fresh[f"{name}.scales"] = packed, scales
-        setattr(parent, child_name, PackedLinear(linear, bits, packed, scales))
+        setattr(parent, child_name, PackedLinear(linear, bits, packed, scales, upcast))
     if cache_file is not None and fresh.keys() != cached.keys():
         _save_atomically(fresh, cache_file)
     return len(targets)

@@ -1,0 +1,68 @@
+"""`rag bench`: how fast each stage is, every variant measured side by side in one run.
+
+Variants are interleaved (A, B, A, B, ...) so that a machine whose load changes during the run slows
+them alike; results are ratios to the baseline plus medians with [min, max]. On a CPU with bf16
+instructions the engine, embedding and end-to-end sections run again in a fresh process that emulates a
+CPU without them, so one report shows both kinds of machine. One module per section: `machine`,
+`generation`, `embedding`, `retrieval`, `end_to_end`; `report` holds what they share.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rag.assistant import Assistant
+from rag.evaluation.bench.embedding import embedding
+from rag.evaluation.bench.end_to_end import end_to_end
+from rag.evaluation.bench.generation import generation
+from rag.evaluation.bench.machine import machine
+from rag.evaluation.bench.report import Report
+from rag.evaluation.bench.retrieval import SYNTHETIC_SIZES, retrieval
+from rag.settings import Settings
+
+SECTIONS = ("machine", "generation", "embedding", "retrieval", "end-to-end")
+
+
+def run_bench(
+    settings: Settings,
+    output: Path | None,
+    reps: int = 3,
+    sections: tuple[str, ...] = SECTIONS,
+    sizes: tuple[int, ...] = SYNTHETIC_SIZES,
+) -> str:
+    """Run the chosen sections on the seeds corpus (indexed into a temporary folder) and return the Markdown.
+
+    The machine section always runs: every other figure is read against its bandwidth and GEMM rates.
+    """
+    import torch
+
+    if settings.threads:  # before the machine section, so its GEMM rate is the one generation gets
+        torch.set_num_threads(settings.threads)
+    report = Report()
+    report.add(
+        "# Benchmarks",
+        "",
+        f"Written by `rag bench` on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}. Medians with [min, max]; "
+        "variants interleaved in one run, ratios against the baseline of the same run.",
+        "",
+    )
+    measured = machine(report)
+    emulate = bool(measured.emulated_gflops)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = settings.model_copy(update={"index_dir": Path(tmp) / "index"})
+        Assistant(settings).index()
+        if "generation" in sections:
+            generation(report, settings, reps, measured)
+        if "embedding" in sections:
+            embedding(report, settings, reps, emulate)
+        if "end-to-end" in sections:
+            end_to_end(report, settings, reps, emulate)
+    if "retrieval" in sections:
+        retrieval(report, settings, sizes)
+    text = "\n".join(report.lines).rstrip() + "\n"
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    return text
