@@ -14,6 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from rag.embedding.embedder import Embedder
+from rag.generation.transformers.engine import TransformersEngine
 from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,25 @@ HOSTILE_DOCUMENT = (
     "<script>window.__xss = 'script'</script>\n\n"
     "<img src=x onerror=\"window.__xss='img'\"> Lunch on other days is served from noon to two o'clock.\n"
 )
+
+
+# A passage and a question small models answer by copying, for the generation engines' own tests.
+PASSAGE = (
+    "The canteen on the third floor opens at noon every weekday and closes at half past two. "
+    "On Fridays it serves fish, and the coffee machine next to it is free for visitors."
+)
+MESSAGES = [
+    {"role": "system", "content": "Answer from the passage, copying its words."},
+    {"role": "user", "content": f"Passage: {PASSAGE}\n\nQuestion: When does the canteen open and close?"},
+]
+
+
+def float_transformers_engine() -> TransformersEngine:
+    """The tiny model in float32, so that greedy decoding is exact and comparisons are token for token."""
+    engine = TransformersEngine("smollm2-135m", Settings().cache_dir, max_new_tokens=40, prompt_lookup_tokens=3)
+    _, model = engine._loaded
+    model.float()
+    return engine
 
 
 @pytest.fixture

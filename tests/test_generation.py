@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
+from conftest import MESSAGES, PASSAGE, float_transformers_engine
 
 from rag.generation.greedy import prompt_lookup
 from rag.generation.transformers.engine import TransformersEngine
-from rag.settings import Settings
 from rag.types import Prompt
-
-PASSAGE = (
-    "The canteen on the third floor opens at noon every weekday and closes at half past two. "
-    "On Fridays it serves fish, and the coffee machine next to it is free for visitors."
-)
-MESSAGES = [
-    {"role": "system", "content": "Answer from the passage, copying its words."},
-    {"role": "user", "content": f"Passage: {PASSAGE}\n\nQuestion: When does the canteen open and close?"},
-]
 
 
 def test_prompt_lookup_continues_the_latest_longest_match() -> None:
@@ -31,11 +20,7 @@ def test_prompt_lookup_continues_the_latest_longest_match() -> None:
 
 @pytest.fixture(scope="module")
 def float_generator() -> TransformersEngine:
-    """float32, so that greedy decoding is exact and the comparison below is token for token."""
-    generator = TransformersEngine("smollm2-135m", Settings().cache_dir, max_new_tokens=40, prompt_lookup_tokens=3)
-    _, model = generator._loaded
-    model.float()
-    return generator
+    return float_transformers_engine()
 
 
 def _transformers_greedy(generator: TransformersEngine, messages: list[dict[str, str]] = MESSAGES) -> str:
@@ -77,26 +62,3 @@ def test_worked_examples_are_cached_with_the_system_prompt_and_change_nothing(
     tokenizer, _ = float_generator._loaded
     assert list(added) == tokenizer.apply_chat_template(messages[:3], return_dict=True)["input_ids"]
     assert "".join(float_generator.stream(Prompt(messages, fixed=3))) == expected  # from that cache
-
-
-def test_pieces_are_whole_characters_and_cancel_stops_between_steps(float_generator: TransformersEngine) -> None:
-    cancel = threading.Event()
-    pieces = []
-    for piece in float_generator.stream(Prompt(MESSAGES), cancel):
-        pieces.append(piece)
-        cancel.set()
-    assert len(pieces) == 1 and pieces[0]
-    full = list(float_generator.stream(Prompt(MESSAGES)))
-    assert len(full) > 1 and all("\ufffd" not in p for p in full)
-
-
-def test_yes_log_odds_is_a_finite_verdict_from_the_cached_prefix(float_generator: TransformersEngine) -> None:
-    prompt = Prompt(
-        [
-            {"role": "system", "content": "Reply with yes or no."},
-            {"role": "user", "content": f"Passage: {PASSAGE}\n\nDoes the canteen serve fish on Fridays?"},
-        ]
-    )
-    first = float_generator.yes_log_odds(prompt)
-    assert first == first and abs(first) < 50  # a number, not nan or inf
-    assert float_generator.yes_log_odds(prompt) == pytest.approx(first, abs=1e-4)  # again, from the cached prefix

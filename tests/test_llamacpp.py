@@ -1,25 +1,16 @@
 """The llama.cpp engine on the tiny SmolLM2 GGUF: the same prompt tokens as transformers, the greedy loop,
-the saved prefixes, cancel and the yes/no verdict."""
+the saved prefixes and the context limit (what every engine must do is in test_engines.py)."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
+from conftest import MESSAGES, PASSAGE
 
 from rag.generation.llamacpp import LlamaCppEngine, PromptTooLongError
 from rag.generation.transformers.engine import TransformersEngine
 from rag.settings import Settings
 from rag.types import Prompt
 
-PASSAGE = (
-    "The canteen on the third floor opens at noon every weekday and closes at half past two. "
-    "On Fridays it serves fish, and the coffee machine next to it is free for visitors."
-)
-MESSAGES = [
-    {"role": "system", "content": "Answer from the passage, copying its words."},
-    {"role": "user", "content": f"Passage: {PASSAGE}\n\nQuestion: When does the canteen open and close?"},
-]
 CHECK = Prompt(
     [
         {"role": "system", "content": "Reply with yes or no."},
@@ -54,23 +45,6 @@ def test_lookup_and_the_saved_prefix_change_no_token(engine: LlamaCppEngine) -> 
         engine.prompt_lookup_tokens = 3
     assert first == again == plain
     assert len(engine._prefix_states) == 2
-
-
-def test_pieces_are_whole_characters_and_cancel_stops_between_steps(engine: LlamaCppEngine) -> None:
-    cancel = threading.Event()
-    pieces = []
-    for piece in engine.stream(Prompt(MESSAGES), cancel):
-        pieces.append(piece)
-        cancel.set()
-    assert len(pieces) == 1 and pieces[0]
-    full = list(engine.stream(Prompt(MESSAGES)))
-    assert len(full) > 1 and all("\ufffd" not in p for p in full)
-
-
-def test_yes_log_odds_is_a_repeatable_finite_verdict(engine: LlamaCppEngine) -> None:
-    first = engine.yes_log_odds(CHECK)
-    assert first == first and abs(first) < 50
-    assert engine.yes_log_odds(CHECK) == pytest.approx(first, abs=1e-3)
 
 
 def test_a_prompt_longer_than_the_context_is_refused_with_the_numbers(engine: LlamaCppEngine) -> None:

@@ -32,6 +32,7 @@ from rag.types import Prompt
 
 CONTEXT_TOKENS = 4096  # the longest prompt seen (4 whole passages, 3 turns) is ~1,400 tokens
 BATCH_TOKENS = 512
+FLASH_ATTENTION = True
 
 
 class PromptTooLongError(ValueError):
@@ -73,7 +74,7 @@ class LlamaCppEngine(GenerationEngine):
             n_ubatch=BATCH_TOKENS,
             n_threads=self.threads,
             n_threads_batch=self.threads,
-            flash_attn=True,
+            flash_attn=FLASH_ATTENTION,
             verbose=False,
         )
 
