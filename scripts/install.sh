@@ -41,10 +41,11 @@ pip install -q --upgrade pip
 pip install -q torch==2.13.0
 # llama.cpp has no wheel on PyPI that uses a CPU's own instructions, so it is compiled here, once per
 # .venv and CPU kind, and never taken from pip's wheel cache (a build for another CPU could crash on this one).
+# LLAVA_BUILD=OFF skips the multimodal library (libmtmd), which the text-only engine never loads.
 if [ "$(cat .venv/.llama-cpu 2>/dev/null)" != "$cpu_flags" ]; then
   echo "Compiling llama.cpp for this CPU (once per .venv: about 5 minutes on 2 cores) ..." >&2
   started=$(date +%s)
-  CMAKE_ARGS="-DGGML_NATIVE=ON" pip install -q --no-cache-dir --force-reinstall --no-deps "llama-cpp-python==0.3.36"
+  CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF" pip install -q --no-cache-dir --force-reinstall --no-deps "llama-cpp-python==0.3.36"
   echo "$cpu_flags" > .venv/.llama-cpu
   echo "Compiled llama.cpp in $(( $(date +%s) - started )) s." >&2
 fi
