@@ -60,12 +60,19 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "eval", help="score the assistant on a question set (default: eval/seeds.json) or `eval squad PATH`"
     )
-    evaluate.add_argument("--questions", type=Path, default=Path("eval/seeds.json"), help="question set (JSON)")
     evaluate.add_argument(
-        "--gate", type=Path, help="run only the gate's questions and exit 1 below its thresholds (CI)"
+        "--set",
+        "--questions",
+        dest="sets",
+        type=Path,
+        nargs="+",
+        help="question sets (JSON); default eval/seeds.json (tuned on) and eval/fresh.json (held out), side by side",
     )
-    evaluate.add_argument("--json", type=Path, help="metrics and every answer (default: eval/results/NAME.json)")
-    evaluate.add_argument("--html", type=Path, help="report with plots (default: eval/results/NAME.html)")
+    evaluate.add_argument(
+        "--gate", type=Path, help="run only the gate's questions of eval/seeds.json; exit 1 below its thresholds (CI)"
+    )
+    evaluate.add_argument("--json", type=Path, help="metrics and answers, one set (default: eval/results/NAME.json)")
+    evaluate.add_argument("--html", type=Path, help="report with plots, one set (default: eval/results/NAME.html)")
     evaluate.set_defaults(run=_eval)
 
     prepare = commands.add_parser("prepare", help="verify and convert the models now, with progress")
@@ -186,6 +193,10 @@ def _ask(assistant: Assistant, args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_EVAL_SET = Path("eval/seeds.json")  # the questions tuned on
+HELD_OUT_EVAL_SET = Path("eval/fresh.json")  # written before the changes they measure; never tuned on
+
+
 def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
     from rag.evaluation.question_set import (
         eval_settings,
@@ -193,27 +204,39 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
         load_gate,
         load_question_set,
         run_question_set,
+        side_by_side,
         terminal_table,
     )
     from rag.evaluation.report import write_html
 
-    question_set = load_question_set(args.questions)
     gate = load_gate(args.gate) if args.gate else None
+    default_sets = [DEFAULT_EVAL_SET] if gate else [DEFAULT_EVAL_SET, HELD_OUT_EVAL_SET]
+    paths = args.sets or default_sets
+    if (args.json or args.html) and len(paths) > 1:
+        raise EvalSetError("--json and --html name one report: give one --set with them")
+    question_sets = [load_question_set(path) for path in paths]
     if gate:
-        question_set = question_set.subset(gate.questions)
-    evaluator = Assistant(eval_settings(assistant.settings, question_set))
-    _print_index_report(index_own(evaluator, progress=True))
-    report = run_question_set(evaluator, question_set, progress=True)
-    results = Path("eval/results")
-    json_path = args.json or results / f"{report.name}{'-gate' if gate else ''}.json"
-    html_path = args.html or results / f"{report.name}{'-gate' if gate else ''}.html"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    write_html(report, html_path)
-    print(terminal_table(report))
-    print(f"Wrote {json_path} and {html_path}")
+        question_sets = [question_sets[0].subset(gate.questions)]
+    evaluators: dict[str, Assistant] = {}  # sets on the same corpus share one loaded model
+    reports = []
+    for question_set in question_sets:
+        settings = eval_settings(assistant.settings, question_set)
+        evaluator = evaluators.setdefault(settings.model_dump_json(), Assistant(settings))
+        _print_index_report(index_own(evaluator, progress=True))
+        report = run_question_set(evaluator, question_set, progress=True)
+        reports.append(report)
+        results = Path("eval/results")
+        json_path = args.json or results / f"{report.name}{'-gate' if gate else ''}.json"
+        html_path = args.html or results / f"{report.name}{'-gate' if gate else ''}.html"
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_html(report, html_path)
+        print(terminal_table(report))
+        print(f"Wrote {json_path} and {html_path}")
+    if len(reports) > 1:
+        print(side_by_side(reports))
     if gate:
-        failures = gate.failures(report.metrics)
+        failures = gate.failures(reports[0].metrics)
         for failure in failures:
             print(f"rag: eval gate failed: {failure}", file=sys.stderr)
         if failures:

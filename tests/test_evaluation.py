@@ -15,10 +15,12 @@ from rag.evaluation.question_set import (
     Gate,
     QuestionResult,
     abstentions_by_step,
+    answer_polarity,
     check_citations,
     contains_phrase,
     describe_abstentions,
     facts_present,
+    is_correct,
     load_gate,
     load_question_set,
     per_category,
@@ -28,11 +30,17 @@ from rag.evaluation.report import render_html
 from rag.types import Answer, Citation
 
 SEED_SET = ROOT / "eval" / "seeds.json"
+FRESH_SET = ROOT / "eval" / "fresh.json"  # held out: checked for form here, never tuned on
 
 
 @pytest.fixture(scope="module")
 def seed_set():
     return load_question_set(SEED_SET)
+
+
+@pytest.fixture(scope="module", params=[SEED_SET, FRESH_SET], ids=["seeds", "fresh"])
+def any_set(request):
+    return load_question_set(request.param)
 
 
 def test_seed_set_has_every_category_and_enough_traps(seed_set) -> None:
@@ -46,24 +54,35 @@ def test_seed_set_has_every_category_and_enough_traps(seed_set) -> None:
     assert seed_set.corpus == SEEDS.resolve()
 
 
-def test_gold_documents_exist_and_multi_doc_questions_need_two(seed_set) -> None:
+def test_the_held_out_set_has_the_same_categories_and_yes_no_both_ways(seed_set) -> None:
+    fresh = load_question_set(FRESH_SET)
+    assert len(fresh.questions) >= 40 and fresh.corpus == seed_set.corpus
+    assert {q.category for q in fresh.questions} == {q.category for q in seed_set.questions}
+    assert not {q.question for q in fresh.questions} & {q.question for q in seed_set.questions}
+    for question_set in (seed_set, fresh):
+        polarities = Counter(q.polarity for q in question_set.questions if q.category == "yes_no")
+        assert polarities["yes"] >= 3 and polarities["no"] >= 3, question_set.name
+
+
+def test_gold_documents_exist_and_multi_doc_questions_need_two(any_set) -> None:
     files = {p.name for p in SEEDS.iterdir()}
-    for q in seed_set.questions:
+    for q in any_set.questions:
         assert set(q.gold_docs) <= files, q.id
         if q.category == "multi_doc":
             assert len(q.gold_docs) >= 2, q.id
 
 
-def test_every_reference_answer_is_correct_and_no_restated_question_is(seed_set) -> None:
-    for q in seed_set.questions:
+def test_every_reference_answer_is_correct_and_no_restated_question_is(any_set) -> None:
+    for q in any_set.questions:
         if q.answerable:
-            assert facts_present(q.reference, q.facts), q.id
-            assert not facts_present(q.question, q.facts), q.id
-            assert not facts_present(f"{q.question} {q.question}", q.facts), q.id
+            assert is_correct(q, q.reference), q.id
+            assert not is_correct(q, q.question), q.id
+            assert not is_correct(q, f"{q.question} {q.question}"), q.id
 
 
-def test_evidence_quotes_are_in_their_gold_documents() -> None:
-    raw = json.loads(SEED_SET.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("path", [SEED_SET, FRESH_SET], ids=["seeds", "fresh"])
+def test_evidence_quotes_are_in_their_gold_documents(path: Path) -> None:
+    raw = json.loads(path.read_text(encoding="utf-8"))
     for item in raw["questions"]:
         texts = [" ".join((SEEDS / d).read_text(encoding="utf-8").split()) for d in item["gold_docs"]]
         for quote in filter(None, item["evidence"].split(" || ")):
@@ -92,6 +111,33 @@ def test_every_fact_must_be_present_but_any_alternative_will_do() -> None:
     assert facts_present("Alphabet and Microsoft", facts)
     assert not facts_present("Google alone", facts)
     assert not facts_present("anything", [])
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Yes, Meta publishes its research [1].", "yes"),
+        ("No. Meta no longer owns PyTorch [1].", "no"),
+        ("Yes, Meta still owns PyTorch [1]. No, it passed it on to a foundation [1].", "both"),
+        ("Meta no longer owns PyTorch [1].", None),  # a yes/no answer must say which
+        ("Nobody knows.", None),  # "no" is a word, not a prefix
+        ("", None),
+    ],
+)
+def test_answer_polarity_is_the_opening_word_and_both_when_a_later_sentence_says_the_other(
+    answer: str, expected: str | None
+) -> None:
+    assert answer_polarity(answer) == expected
+
+
+def test_a_yes_no_answer_is_correct_with_its_polarity_and_its_facts() -> None:
+    from rag.evaluation.question_set import EvalQuestion
+
+    question = EvalQuestion("y", "yes_no", "Does Meta own PyTorch?", (("foundation",),), ("d.txt",), polarity="no")
+    assert is_correct(question, "No, Meta passed it on to a foundation.")
+    assert not is_correct(question, "No, it does not.")  # the reason is a required fact here
+    assert not is_correct(question, "Yes, Meta passed it on to a foundation.")
+    assert not is_correct(question, "No, it went to a foundation. Yes, Meta owns it.")
 
 
 def _citation(n: int, source: str, text: str) -> Citation:
@@ -134,6 +180,16 @@ def _result(category: str, answerable: bool, correct: bool, abstained: bool, tot
         total_ms=total_ms,
         decode_tokens_per_s=None if abstained else 5.0,
     )
+
+
+def test_summary_counts_yes_no_polarity_and_answers_that_say_both() -> None:
+    results = []
+    for said in ("no", "no", "both", None):
+        result = _result("yes_no", True, said == "no", said is None, 1000)
+        result.polarity, result.expected_polarity = said, "no"
+        results.append(result)
+    metrics = summarize(results, 4)
+    assert metrics["yes_no"] == 4 and metrics["yes_no_right_polarity"] == 0.5 and metrics["yes_no_both"] == 1
 
 
 def test_summary_counts_abstentions_and_false_abstentions_separately() -> None:
@@ -195,6 +251,15 @@ def test_the_shipped_gate_names_real_questions_of_every_category(seed_set) -> No
             '{"questions": [{"id": "a", "category": "single_fact", "question": "Who leads Meta?",'
             ' "facts": [["Meta"]], "gold_docs": ["x.txt"]}]}',
             "already states",
+        ),
+        (
+            '{"questions": [{"id": "a", "category": "yes_no", "question": "Is it?", "facts": [], "gold_docs": ["x"]}]}',
+            "need polarity yes or no",
+        ),
+        (
+            '{"questions": [{"id": "a", "category": "single_fact", "question": "Who?", "facts": [["x"]],'
+            ' "gold_docs": ["x"], "polarity": "yes"}]}',
+            "need polarity yes or no",
         ),
     ],
 )

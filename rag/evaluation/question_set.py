@@ -5,7 +5,9 @@ Scoring is lexical and deterministic, so a change to the assistant, not to a jud
   run of word stems in order), which a paraphrase can satisfy and a restated question cannot;
 - a citation is precise when its passage comes from a gold document and contains at least half of the
   content words of the sentence it is attached to;
-- citation recall: the share of a question's gold documents that the answer cites.
+- citation recall: the share of a question's gold documents that the answer cites;
+- a yes/no question is right when the answer opens with the gold polarity ("Yes" or "No"), no later
+  sentence opens with the other one, and its facts (if any) appear.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from rag.settings import Settings
 from rag.store.base import IndexMismatchError
 from rag.types import AbstainedBy, Answer, Document, Turn
 
-CATEGORIES = ("single_fact", "paraphrase", "multi_doc", "follow_up", "unanswerable")
+CATEGORIES = ("single_fact", "paraphrase", "multi_doc", "follow_up", "yes_no", "unanswerable")
+POLARITIES = ("yes", "no")
+_OPENING_WORD = re.compile(r"\W*([a-z]+)")
 _TOKEN = re.compile(r"[a-z0-9]+")
 _CITE = re.compile(r"\[(\d+)\]")
 FACT_SLACK = 3  # extra words allowed between the words of one fact alternative
@@ -50,6 +54,7 @@ class EvalQuestion:
     reference: str = ""
     follows: str | None = None
     trap: str | None = None
+    polarity: str | None = None  # "yes" or "no" for an answerable yes_no question
 
     @property
     def answerable(self) -> bool:
@@ -94,6 +99,7 @@ def load_question_set(path: Path) -> QuestionSet:
                 reference=item.get("reference", ""),
                 follows=item.get("follows"),
                 trap=item.get("trap"),
+                polarity=item.get("polarity"),
             )
         except (KeyError, TypeError) as exc:
             raise EvalSetError(f"{where}: missing or malformed field {exc}") from None
@@ -103,7 +109,10 @@ def load_question_set(path: Path) -> QuestionSet:
             raise EvalSetError(f"{where}: duplicate id")
         if question.follows and question.follows not in seen:
             raise EvalSetError(f"{where}: follows {question.follows}, which must come earlier")
-        if question.answerable != bool(question.facts):
+        yes_no = question.category == "yes_no" and question.answerable
+        if yes_no != (question.polarity is not None) or question.polarity not in (None, *POLARITIES):
+            raise EvalSetError(f"{where}: answerable yes_no questions, and only they, need polarity yes or no")
+        if question.answerable != bool(question.facts or yes_no):
             raise EvalSetError(f"{where}: answerable questions need facts and gold docs; others neither")
         for alternatives in question.facts:
             if any(contains_phrase(question.question, a) for a in alternatives):
@@ -146,6 +155,26 @@ def facts_present(answer: str, facts: Sequence[Sequence[str]]) -> bool:
     return bool(facts) and all(any(contains_phrase(answer, a) for a in alternatives) for alternatives in facts)
 
 
+def answer_polarity(answer: str) -> str | None:
+    """ "yes" or "no" when the answer opens with that word, "both" when a later sentence opens with the
+    other one (the answer says yes and no at once), None when it opens with neither."""
+    openings = []
+    for start, end in split_sentences(answer):
+        word = _OPENING_WORD.match(answer[start:end].lower())
+        openings.append(word.group(1) if word else "")
+    if not openings or openings[0] not in POLARITIES:
+        return None
+    other = "no" if openings[0] == "yes" else "yes"
+    return "both" if other in openings[1:] else openings[0]
+
+
+def is_correct(question: EvalQuestion, answer: str) -> bool:
+    if question.polarity is None:
+        return facts_present(answer, question.facts)
+    facts_ok = not question.facts or facts_present(answer, question.facts)
+    return answer_polarity(answer) == question.polarity and facts_ok
+
+
 def _file_name(source: str) -> str:
     return Path(source).name
 
@@ -183,6 +212,8 @@ class QuestionResult:
     draft: str = ""
     trap: str | None = None
     abstained_by: AbstainedBy | None = None
+    polarity: str | None = None  # what a yes/no answer said: "yes", "no", "both" or None
+    expected_polarity: str | None = None
 
     @property
     def abstained(self) -> bool:
@@ -234,7 +265,7 @@ def score(question: EvalQuestion, streamed: Streamed, top_k: int) -> QuestionRes
         question=question.question,
         answer=answer.answer,
         answerable=question.answerable,
-        correct=answered and facts_present(text, question.facts),
+        correct=answered and is_correct(question, text),
         f1=token_f1(text if answered else "", [question.reference]) if question.answerable else None,
         recall=recall_at_k(retrieved, gold, top_k) if gold else None,
         reciprocal_rank=reciprocal_rank(retrieved, gold) if gold else None,
@@ -247,6 +278,8 @@ def score(question: EvalQuestion, streamed: Streamed, top_k: int) -> QuestionRes
         draft=streamed.draft,
         trap=question.trap,
         abstained_by=answer.abstained_by,
+        polarity=answer_polarity(text) if question.polarity and answered else None,
+        expected_polarity=question.polarity,
     )
 
 
@@ -291,6 +324,7 @@ def summarize(results: list[QuestionResult], top_k: int) -> dict[str, float | in
     first_tokens = [r.first_token_ms for r in results if r.first_token_ms is not None]
     totals = [r.total_ms for r in results]
     decode = [r.decode_tokens_per_s for r in results if r.decode_tokens_per_s]
+    yes_no = [r for r in answerable if r.category == "yes_no"]
     return {
         "n": len(results),
         "answerable": len(answerable),
@@ -305,6 +339,9 @@ def summarize(results: list[QuestionResult], top_k: int) -> dict[str, float | in
         "citations": len(checks),
         "abstention_recall": _rate(sum(r.abstained for r in unanswerable), len(unanswerable)),
         "false_abstention": _rate(sum(r.abstained for r in answerable), len(answerable)),
+        "yes_no": len(yes_no),
+        "yes_no_right_polarity": _rate(sum(r.polarity == r.expected_polarity for r in yes_no), len(yes_no)),
+        "yes_no_both": sum(r.polarity == "both" for r in yes_no),
         "first_token_ms_p50": round(percentile(first_tokens, 50)) if first_tokens else None,
         "first_token_ms_p95": round(percentile(first_tokens, 95)) if first_tokens else None,
         "total_ms_p50": round(percentile(totals, 50)) if totals else None,
@@ -426,9 +463,15 @@ def index_own(assistant: Assistant, documents: Sequence[Document] | None = None,
 
 
 def eval_settings(settings: Settings, question_set: QuestionSet) -> Settings:
-    """Its own index of the set's corpus, so an eval never touches (or depends on) the user's index."""
+    """Its own index of the set's corpus, so an eval never touches (or depends on) the user's index.
+
+    Named by the corpus, so that sets on the same documents share the index (and one loaded model).
+    """
     return settings.model_copy(
-        update={"index_dir": settings.index_dir / f"eval-{question_set.name}", "default_corpus": question_set.corpus}
+        update={
+            "index_dir": settings.index_dir / f"eval-{question_set.corpus.name}",
+            "default_corpus": question_set.corpus,
+        }
     )
 
 
@@ -465,6 +508,21 @@ def load_gate(path: Path) -> Gate:
         raise EvalSetError(f"{path}: malformed gate file ({exc})") from None
 
 
+def side_by_side(reports: Sequence[EvalReport]) -> str:
+    """The headline metrics of several sets in one table: a gap between the tuned set and a held-out one
+    shows rules that fit their questions rather than the task."""
+    names = ("correctness", "citation_precision", "abstention_recall", "false_abstention", "yes_no_right_polarity")
+    width = max(len(r.name) for r in reports) + 2
+    lines = ["  " + "".ljust(24) + "".join(r.name.rjust(width) for r in reports)]
+    for name in names:
+        cells = []
+        for report in reports:
+            value = report.metrics.get(name)
+            cells.append(("n/a" if value is None else f"{value:.1%}").rjust(width))
+        lines.append("  " + name.replace("_", " ").ljust(24) + "".join(cells))
+    return "\n".join(lines)
+
+
 def terminal_table(report: EvalReport) -> str:
     m = report.metrics
 
@@ -492,6 +550,11 @@ def terminal_table(report: EvalReport) -> str:
         row("citation recall", pct("citation_recall")),
         row("abstention recall", pct("abstention_recall")),
         row("false abstention", pct("false_abstention")),
+        *(
+            [row("yes/no right polarity", f"{pct('yes_no_right_polarity')} of {m['yes_no']}, {m['yes_no_both']} both")]
+            if m.get("yes_no")
+            else []
+        ),
         row("first token p50 / p95", f"{ms('first_token_ms_p50')} / {ms('first_token_ms_p95')}"),
         row("total p50 / p95", f"{ms('total_ms_p50')} / {ms('total_ms_p95')}"),
         row("decode", f"{m['decode_tokens_per_s']} tokens/s"),
