@@ -50,7 +50,14 @@ _QUESTION_WORDS = frozenset(
         "explain",
     }
 )
-_STOPWORDS = frozenset(STOPWORDS_EN_PLUS) | _QUESTION_WORDS
+# "Yes" opens an answer without saying anything a passage could support ("no" is a stopword already).
+_STOPWORDS = frozenset(STOPWORDS_EN_PLUS) | _QUESTION_WORDS | {"yes"}
+# A question that opens with an auxiliary verb ("Is ...?", "Did ...?", "Can't ...?") is a yes/no question.
+_YES_NO_START = re.compile(
+    r"^(?:according to [^,]+,\s*)?"
+    r"(?:is|are|was|were|am|do|does|did|has|have|had|can|could|will|would|should|shall|may|might|must)(?:n't)?\b",
+    re.IGNORECASE,
+)
 
 
 _local = threading.local()
@@ -79,6 +86,11 @@ def content_stems(text: str) -> set[str]:
     """Stems of the words that carry meaning; 'proposed' and 'proposal' meet as 'propos'."""
     tokens = [w.lower() for w in words(text)]
     return set(english_stemmer().stemWords([t for t in tokens if t not in _STOPWORDS and len(t) > 1]))
+
+
+def is_yes_no_question(question: str) -> bool:
+    """ "Does Meta still own PyTorch?", "According to the article, is it ...?": answered by yes or no."""
+    return bool(_YES_NO_START.match(question.strip()))
 
 
 def salient_terms(question: str) -> list[str]:
@@ -115,36 +127,41 @@ _DERIVED_AFTER_A = re.compile(r"^(?P<base>[A-Za-z]{2,}[ie]a)(?P<suffix>n)$")  # 
 _ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$", re.IGNORECASE)
 _HUNDREDS = re.compile(r"^(1?\d)00s$")  # 1600s: the 17th century (but the 2000s are a decade)
 _DASHES = r"[\s\-\u2010-\u2015]+"
-# Places whose adjective is not the name plus an ending, so no rule above can join them: a question about
-# "Irish cities" is answered by a paragraph on Ireland, and the other way round.
-_PLACE_ADJECTIVES = (
-    ("Ireland", "Irish"),
+# Places the gazetteer below does not join to their adjective: parts of countries, and Britain (which the
+# gazetteer only has as "Great Britain").
+_REGIONS = (
     ("England", "English"),
-    ("Britain", "British"),
     ("Scotland", "Scottish", "Scots"),
     ("Wales", "Welsh"),
-    ("France", "French"),
-    ("Netherlands", "Holland", "Dutch"),
     ("Flanders", "Flemish"),
-    ("Spain", "Spanish"),
-    ("Portugal", "Portuguese"),
-    ("Switzerland", "Swiss"),
-    ("Denmark", "Danish"),
-    ("Sweden", "Swedish"),
-    ("Norway", "Norwegian"),
-    ("Finland", "Finnish"),
-    ("Iceland", "Icelandic"),
-    ("Poland", "Polish"),
-    ("Greece", "Greek"),
-    ("Turkey", "Turkish"),
-    ("China", "Chinese"),
-    ("Japan", "Japanese"),
-    ("Vietnam", "Vietnamese"),
-    ("Thailand", "Thai"),
-    ("Philippines", "Filipino"),
-    ("Peru", "Peruvian"),
+    ("Britain", "British"),
 )
-_SAME_PLACE = {form.lower(): forms for forms in _PLACE_ADJECTIVES for form in forms}
+_PLACE_NAME = re.compile(r"^[A-Za-z][A-Za-z' \-]{3,}$")
+
+
+@lru_cache(maxsize=1)
+def _same_place() -> dict[str, tuple[str, ...]]:
+    """Every name of a place keyed (lowercase) to all its names and its demonym: "Irish" meets "Ireland".
+
+    A question about "Irish cities" is answered by a paragraph on Ireland, "Dutch" by one on Holland or the
+    Netherlands, and no ending rule joins such pairs. The countries come from countryinfo's gazetteer
+    (offline data: each country's name, other names and demonym); codes such as "IE" are left out, since
+    acronyms have their own rule.
+    """
+    from countryinfo import CountryInfo
+
+    groups: list[tuple[str, ...]] = list(_REGIONS)
+    for info in CountryInfo.all().values():
+        names = [info.get("name"), *(info.get("altSpellings") or []), info.get("demonym")]
+        forms = [fold_accents(n).strip() for n in names if n]
+        group = tuple(dict.fromkeys(f for f in forms if _PLACE_NAME.match(f) and not f.isupper()))
+        if len(group) > 1:
+            groups.append(group)
+    table: dict[str, tuple[str, ...]] = {}
+    for group in groups:
+        for form in group:
+            table[form.lower()] = tuple(dict.fromkeys((*table.get(form.lower(), ()), *group)))
+    return table
 
 
 @lru_cache(maxsize=4096)
@@ -158,8 +175,10 @@ def _term_pattern(term: str) -> re.Pattern[str]:
         nth = r"(?:st|nd|rd|th)"
         and_another = rf"(?:{_DASHES}(?:and|or|to){_DASHES}\d+{nth})?"  # "the 17th and 18th centuries"
         return re.compile(rf"{start}(?:{term}|{century}{nth}{and_another}{_DASHES}centur(?:y|ies))", re.IGNORECASE)
-    if forms := _SAME_PLACE.get(term.lower()):
-        return re.compile(rf"{start}(?:{'|'.join(forms)})(?:s|es)?(?![A-Za-z])")
+    if forms := _same_place().get(term.lower()):
+        # a form may take an ending as any name does: "Iceland" meets "Icelandic" though the gazetteer says "Icelander"
+        endings = r"(?:s|es|ary|ian|ean|an|ic|ical|ist|ism|ese|ish|ern)?"
+        return re.compile(rf"{start}(?:{'|'.join(map(re.escape, forms))}){endings}(?![A-Za-z])")
     if len(term) > 1 and term.isalpha() and term.isupper():  # an acronym: dotted, spelt out, or as is (not "us")
         dotted = "".join(rf"{letter}\.?" for letter in term)
         spelt_out = r"\s+".join(rf"{letter}[a-z]+" for letter in term)

@@ -118,12 +118,24 @@ class Settings(BaseSettings):
     disabled_checks: Annotated[list[AbstainedBy], NoDecode] = Field(
         default=[],
         description="Abstention steps to skip (rag.answering.checks), by name: off topic, names missing, model, "
-        "citations, cited names, answer check. All run by default; each one's wins and losses are in rag eval.",
+        "citations, contradiction, wrong speaker, cited names, answer check, polarity. All run by default; each "
+        "one's wins and losses are in rag eval.",
     )
     answer_check_min_log_odds: float = Field(
         default=0.0,
         description="The answer check (the model asked whether the cited passages answer the question, one short "
         "prompt per answer) lets the answer stand when log P(yes) - log P(no) is at least this.",
+    )
+    polarity_bias: float = Field(
+        default=3.0,
+        description="Where the model's yes/no read over cited passages is even: it leans to yes. On the seeds its "
+        "reads were +4.2 to +4.7 behind right Yes answers and +1.6 behind a right No, so even is about +3.",
+    )
+    polarity_margin: float = Field(
+        default=1.0,
+        ge=0,
+        description="A yes/no answer's Yes is refused when the model, asked the question over the cited passages "
+        "alone, reads below polarity_bias - this (log-odds), a No when it reads above polarity_bias + this.",
     )
 
     # Server (`python app.py`): UI, API and widget on one port

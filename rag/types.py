@@ -11,7 +11,17 @@ AnswerStyle = Literal["sentence", "short"]  # how answers are worded; see rag.an
 # lost: before the model (passages off topic; a name or number of the question missing from them), the
 # model itself, or a check of its draft (citations unsupported; a question name missing from the cited
 # documents; the model's own yes/no check).
-AbstainedBy = Literal["off topic", "names missing", "model", "citations", "cited names", "answer check"]
+AbstainedBy = Literal[
+    "off topic",
+    "names missing",
+    "model",
+    "citations",
+    "contradiction",
+    "wrong speaker",
+    "cited names",
+    "answer check",
+    "polarity",
+]
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,26 @@ def test_answer_check_agrees_with_a_right_answer_and_not_with_a_false_premise(as
     assert agree > assistant.settings.answer_check_min_log_odds > premise
 
 
+def test_a_yes_no_question_is_not_answered_against_its_evidence(assistant: Assistant) -> None:
+    """The issue's "Yes, Meta still owns PyTorch [1]", citing the sentence that says it no longer does."""
+    answer = assistant.ask("Is PyTorch still owned by Meta?")
+    assert not answer.answer.lower().startswith("yes"), answer.answer
+    assert answer.abstained or answer.answer.lower().startswith("no"), answer.answer
+
+
+def test_the_polarity_step_reads_yes_and_no_from_the_same_passage(assistant: Assistant) -> None:
+    from rag.answering.prompts import build_polarity_prompt
+
+    question = "Is PyTorch still owned by Meta?"
+    passage = next(p for p in assistant.retrieve(question, 4) if "no longer owns" in p.chunk.text)
+    no = assistant.generator.yes_log_odds(build_polarity_prompt(question, [passage], []))
+    yes = assistant.generator.yes_log_odds(
+        build_polarity_prompt("Did Meta's FAIR group develop PyTorch?", [passage], [])
+    )
+    bias, margin = assistant.settings.polarity_bias, assistant.settings.polarity_margin
+    assert no < bias - margin <= yes  # a "Yes" to the first is refused; a "Yes" to the second stands
+
+
 @pytest.fixture(scope="module")
 def assistant_on_llama_cpp(assistant: Assistant) -> Assistant:
     """The same index and default model, answered by the llama.cpp engine whatever `auto` picked here."""

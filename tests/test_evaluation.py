@@ -184,12 +184,13 @@ def _result(category: str, answerable: bool, correct: bool, abstained: bool, tot
 
 def test_summary_counts_yes_no_polarity_and_answers_that_say_both() -> None:
     results = []
-    for said in ("no", "no", "both", None):
+    for said in ("no", "no", "both", None):  # the last abstained
         result = _result("yes_no", True, said == "no", said is None, 1000)
         result.polarity, result.expected_polarity = said, "no"
         results.append(result)
     metrics = summarize(results, 4)
-    assert metrics["yes_no"] == 4 and metrics["yes_no_right_polarity"] == 0.5 and metrics["yes_no_both"] == 1
+    assert metrics["yes_no"] == 4 and metrics["yes_no_right_polarity"] == 0.5
+    assert metrics["yes_no_both"] == 1 and metrics["yes_no_opposite"] == 1  # an abstention says nothing
 
 
 def test_summary_counts_abstentions_and_false_abstentions_separately() -> None:

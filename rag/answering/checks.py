@@ -17,9 +17,17 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from rag.answering.citations import VerifiedAnswer
-from rag.answering.prompts import ABSTAIN_TEXT, build_confirm_prompt, declines
+from rag.answering.evidence import (
+    claim_evidence,
+    numbers_missing,
+    opening_polarity,
+    opposite_clause,
+    question_speakers,
+    says_yes_and_no,
+)
+from rag.answering.prompts import ABSTAIN_TEXT, build_confirm_prompt, build_polarity_prompt, declines
 from rag.generation.base import GenerationEngine
-from rag.lexical import content_stems, mentions, salient_terms
+from rag.lexical import content_stems, is_yes_no_question, mentions, salient_terms
 from rag.settings import Settings
 from rag.store.base import IndexStore
 from rag.types import AbstainedBy, Citation, Passage, Turn
@@ -68,7 +76,8 @@ class NamesMissing(Check):
     """A name or number of the question appears nowhere in the passages, their titles or the conversation.
 
     Titles count as the later name checks count them; a name written another way, or met by its
-    content stems, counts as present.
+    content stems, counts as present. A yes/no question's numbers are not required: they are the claim
+    to check, and the answer may be "No, it was ...".
     """
 
     name = "names missing"
@@ -77,12 +86,16 @@ class NamesMissing(Check):
     def refusal(self, case: Case) -> str | None:
         evidence = " ".join([p.shown_text for p in case.passages] + [f"{t.question} {t.answer}" for t in case.history])
         evidence_stems = content_stems(evidence)
+        # A number in a yes/no question is what it asks to check ("Is it current as of 2025?": no, 2023).
+        checked = [t for t in salient_terms(case.question) if not (is_yes_no_question(case.question) and _numeric(t))]
         missing = [
-            term
-            for term in salient_terms(case.question)
-            if not mentions(evidence, term) and not content_stems(term) <= evidence_stems
+            term for term in checked if not mentions(evidence, term) and not content_stems(term) <= evidence_stems
         ]
         return f"The documents don't mention {', '.join(missing)}." if missing else None
+
+
+def _numeric(term: str) -> bool:
+    return any(c.isdigit() for c in term)
 
 
 class ModelDeclines(Check):
@@ -103,6 +116,56 @@ class CitationsUnsupported(Check):
 
     def refusal(self, case: Case) -> str | None:
         return None if case.verified.supported else ABSTAIN_TEXT
+
+
+class Contradiction(Check):
+    """A sentence says the opposite of the passage sentence it cites, or states a number the passage does not.
+
+    "Yes, Meta still owns PyTorch [1]" citing "Although Meta no longer owns Pytorch, ..." is about the
+    right thing, so word overlap and meaning support it; a clause that restates a cited clause with the
+    opposite negation ("still owns" / "no longer owns", "is" / "is not"), a year or count the passage
+    never gives, or "Yes" and "No" in one answer, is not support but its reverse.
+    """
+
+    name = "contradiction"
+    before_generation = False
+
+    def refusal(self, case: Case) -> str | None:
+        if says_yes_and_no(case.verified.text):
+            return ABSTAIN_TEXT
+        for evidence in claim_evidence(case.verified.text, case.passages):
+            if opposite_clause(evidence.claim, evidence.sentence) or numbers_missing(
+                evidence.claim, evidence.passage.chunk.text
+            ):
+                return ABSTAIN_TEXT
+        return None
+
+
+class WrongSpeaker(Check):
+    """The question asks what someone said or did, and the cited sentences are about someone else.
+
+    The cited-names step reads whole documents, so an article quoting both LeCun and Altman lets
+    "Why does LeCun want an international agency?" be answered with Altman's proposal. Here each cited
+    sentence, with the sentence before it and those it continues ("He said ..."), must name a person
+    asked about, and when the question asks about several, each must be named by one of them.
+    """
+
+    name = "wrong speaker"
+    before_generation = False
+
+    def refusal(self, case: Case) -> str | None:
+        speakers = question_speakers(case.question)
+        if not speakers:
+            return None
+        evidence = claim_evidence(case.verified.text, case.passages)
+        for item in evidence:
+            if item.attributed and not any(mentions(item.window, speaker) for speaker in speakers):
+                return f"The documents don't say that {speakers[0]} said that."
+        if len(speakers) > 1 and evidence:  # "How do LeCun's and Macron's views differ?"
+            for speaker in speakers:
+                if not any(mentions(item.window, speaker) for item in evidence):
+                    return f"The documents don't say what {speaker} said about that."
+        return None
 
 
 class CitedNames(Check):
@@ -148,6 +211,32 @@ class AnswerCheck(Check):
         return None if odds >= self.min_log_odds else ABSTAIN_TEXT
 
 
+class PolarityDisagrees(Check):
+    """A yes/no answer's "Yes" or "No" is not what the model reads in the cited passages when asked alone.
+
+    While writing, the model leans on its own first words; asked the question over the cited passages
+    only, it reads the evidence. The answer stands when the two agree or the model is unsure: log-odds
+    within `margin` of `bias`, where the model's read is even (it leans to yes, so that is above zero).
+    """
+
+    name = "polarity"
+    before_generation = False
+
+    def __init__(self, engine: GenerationEngine, bias: float, margin: float) -> None:
+        self.engine = engine
+        self.bias = bias
+        self.margin = margin
+
+    def refusal(self, case: Case) -> str | None:
+        said = opening_polarity(case.verified.text)
+        if said is None or not is_yes_no_question(case.question):
+            return None
+        cited = [case.passages[n - 1] for n in dict.fromkeys(c.n for c in case.verified.citations)]
+        odds = self.engine.yes_log_odds(build_polarity_prompt(case.question, cited, case.history))
+        disagrees = odds < self.bias - self.margin if said == "yes" else odds > self.bias + self.margin
+        return ABSTAIN_TEXT if disagrees else None
+
+
 def abstention_checks(settings: Settings, store: IndexStore, engine: GenerationEngine) -> list[Check]:
     """The steps in the order they run, without those `disabled_checks` names."""
     steps: list[Check] = [
@@ -155,8 +244,11 @@ def abstention_checks(settings: Settings, store: IndexStore, engine: GenerationE
         NamesMissing(),
         ModelDeclines(),
         CitationsUnsupported(),
+        Contradiction(),
+        WrongSpeaker(),
         CitedNames(store),
         AnswerCheck(engine, settings.answer_check_min_log_odds),
+        PolarityDisagrees(engine, settings.polarity_bias, settings.polarity_margin),
     ]
     return [step for step in steps if step.name not in settings.disabled_checks]
 

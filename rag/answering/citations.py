@@ -9,7 +9,8 @@ A claim copied word for word from a passage (a short answer such as "three" or "
 by it outright: word overlap and meaning are weak evidence for a phrase of one or two words.
 
 A sentence citing several passages ("X, while Y [2][3]") is checked against them together. A sentence
-that only restates the question adds nothing and supports nothing. Sentences no passage supports are
+that only restates the question adds nothing and supports nothing, except after a yes/no question, where
+"Yes, <the question's words>" is the claim. Sentences no passage supports are
 removed. If the direct answer (the first sentence that adds to the question) is unsupported, the
 answer as a whole is unsupported and the caller abstains.
 """
@@ -23,7 +24,7 @@ import numpy as np
 
 from rag.embedding.embedder import Embedder
 from rag.ingestion.chunking import split_sentences
-from rag.lexical import content_stems, mentions, salient_terms
+from rag.lexical import content_stems, is_yes_no_question, mentions, salient_terms
 from rag.types import Citation, Passage
 
 MARKER = re.compile(r"\s*\[(?:passages?\s*)?(\d+(?:\s*(?:,|and|-)\s*\d+)*)\]", re.IGNORECASE)
@@ -38,7 +39,9 @@ class VerifiedAnswer:
 
 
 @dataclass
-class _Claim:
+class Claim:
+    """One answer sentence: its span in the answer, its text without markers, and the passage numbers it cites."""
+
     start: int
     end: int
     text: str
@@ -52,9 +55,9 @@ def _marker_numbers(group: str) -> list[int]:
     return numbers
 
 
-def _claims(answer: str) -> list[_Claim]:
+def split_claims(answer: str) -> list[Claim]:
     """Answer sentences with their markers; a sentence of markers alone belongs to the one before."""
-    claims: list[_Claim] = []
+    claims: list[Claim] = []
     for start, end in split_sentences(answer):
         raw = answer[start:end]
         markers = [n for m in MARKER.finditer(raw) for n in _marker_numbers(m.group(1))]
@@ -63,7 +66,7 @@ def _claims(answer: str) -> list[_Claim]:
             claims[-1].markers.extend(markers)
             claims[-1].end = end
             continue
-        claims.append(_Claim(start, end, text, markers))
+        claims.append(Claim(start, end, text, markers))
     return claims
 
 
@@ -98,8 +101,13 @@ class CitationVerifier:
         self.threshold = threshold
 
     def verify(self, answer: str, passages: list[Passage], question: str = "") -> VerifiedAnswer:
+        if is_yes_no_question(question):
+            # "Yes, Meta shares its research" restates the question, and that is the claim to support.
+            question = ""
         claims = [
-            c for c in _claims(answer) if content_stems(c.text) or any(_quotes(c.text, p.chunk.text) for p in passages)
+            c
+            for c in split_claims(answer)
+            if content_stems(c.text) or any(_quotes(c.text, p.chunk.text) for p in passages)
         ]
         if not claims or not passages:
             return VerifiedAnswer(MARKER.sub("", answer).strip(), [], False)
@@ -128,7 +136,7 @@ class CitationVerifier:
         answer_claim = next((i for i, c in enumerate(claims) if _novel_stems(c.text, question)), 0)
         return VerifiedAnswer(text, citations, bool(kept[answer_claim]))
 
-    def _joint_support(self, claim: _Claim, cited: list[Passage], question: str) -> bool:
+    def _joint_support(self, claim: Claim, cited: list[Passage], question: str) -> bool:
         """Word evidence and names over the cited passages together, for a claim that draws on several."""
         novel = _novel_stems(claim.text, question)
         if not novel:
@@ -138,7 +146,7 @@ class CitationVerifier:
         return len(novel & together) / len(novel) >= self.threshold and named
 
     def _support(
-        self, claims: list[_Claim], passages: list[Passage], question: str
+        self, claims: list[Claim], passages: list[Passage], question: str
     ) -> tuple[np.ndarray, list[list[tuple[int, int]]]]:
         """support[claim, passage] in [0, 1], and the best supporting sentence span (chunk-relative)."""
         sentence_spans = [split_sentences(p.chunk.text) or [(0, len(p.chunk.text))] for p in passages]
@@ -176,7 +184,7 @@ class CitationVerifier:
         return support, quotes
 
     @staticmethod
-    def _rebuild(answer: str, claims: list[_Claim], kept: dict[int, list[int]]) -> str:
+    def _rebuild(answer: str, claims: list[Claim], kept: dict[int, list[int]]) -> str:
         """Rewrite each sentence in place with its checked markers (dropping unsupported ones), keeping layout."""
         pieces: list[str] = []
         cursor = 0

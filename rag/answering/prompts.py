@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 
 from rag.answering.citations import MARKER
+from rag.lexical import is_yes_no_question
 from rag.types import AnswerStyle, Passage, Prompt, Turn
 
 ABSTAIN_TEXT = "The documents don't say."
@@ -38,6 +39,11 @@ ANSWER_REMINDERS: dict[AnswerStyle, str] = {
     "sentence": "Answer in words, not only with a passage number; end each sentence with its passage number.",
     "short": "Reply with the exact phrase from the passage, then its passage number.",
 }
+# A yes/no question answered without its yes or no leaves the reader to guess, and cannot be checked
+# against the evidence (the polarity step): the reminder asks for the word first.
+YES_NO_REMINDER = (
+    "Begin with Yes or No, then give the passage's words that show it; end each sentence with its passage number."
+)
 
 # Worked examples, given as earlier turns of the conversation, show a small model the form better than
 # rules do, and each reply ending where the answer ends teaches it to stop. They come right after the
@@ -76,14 +82,28 @@ CONFIRM_PROMPT = "You check whether a passage answers a question. Reply with yes
 
 def build_confirm_prompt(question: str, passages: list[Passage], history: list[Turn]) -> Prompt:
     """The yes/no question the model answers about the passages an answer cites."""
+    ask = "Does the passage answer this question, without assuming anything it does not say? Reply yes or no."
+    return _passage_question(CONFIRM_PROMPT, question, passages, history, ask)
+
+
+# Asked of a yes/no question's cited passages on their own: the model's yes or no there, without the
+# pull of its own written answer, is what the answer's "Yes" or "No" must agree with.
+POLARITY_PROMPT = "You answer a yes/no question from a passage alone. Reply with yes or no."
+
+
+def build_polarity_prompt(question: str, passages: list[Passage], history: list[Turn]) -> Prompt:
+    """The yes/no question itself, put to the model over the passages its answer cites."""
+    return _passage_question(POLARITY_PROMPT, question, passages, history, "According to the passage: yes or no?")
+
+
+def _passage_question(system: str, question: str, passages: list[Passage], history: list[Turn], ask: str) -> Prompt:
     earlier = "".join(
         f"Earlier question: {t.question}\nEarlier answer: {strip_markers(t.answer)}\n\n" for t in history[-1:]
     )
     text = "\n\n".join(p.shown_text for p in passages)
-    ask = "Does the passage answer this question, without assuming anything it does not say? Reply yes or no."
     return Prompt(
         [
-            {"role": "system", "content": CONFIRM_PROMPT},
+            {"role": "system", "content": system},
             {"role": "user", "content": f"Passage:\n{text}\n\n{earlier}Question: {question}\n{ask}"},
         ]
     )
@@ -136,4 +156,5 @@ def build_prompt(
 def _question_prompt(passages: Sequence[tuple[str, str]], question: str, style: AnswerStyle) -> str:
     """The numbered passages (title, text), the question, and the reminder of the form."""
     numbered = "\n\n".join(f"[{i}] {title}\n{text}" for i, (title, text) in enumerate(passages, start=1))
-    return f"Passages:\n\n{numbered}\n\nQuestion: {question}\n{ANSWER_REMINDERS[style]}"
+    reminder = YES_NO_REMINDER if style == "sentence" and is_yes_no_question(question) else ANSWER_REMINDERS[style]
+    return f"Passages:\n\n{numbered}\n\nQuestion: {question}\n{reminder}"

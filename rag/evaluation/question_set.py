@@ -342,6 +342,8 @@ def summarize(results: list[QuestionResult], top_k: int) -> dict[str, float | in
         "yes_no": len(yes_no),
         "yes_no_right_polarity": _rate(sum(r.polarity == r.expected_polarity for r in yes_no), len(yes_no)),
         "yes_no_both": sum(r.polarity == "both" for r in yes_no),
+        # answers that say the opposite of the evidence: the other polarity, or both at once
+        "yes_no_opposite": sum(r.polarity not in (None, r.expected_polarity) for r in yes_no),
         "first_token_ms_p50": round(percentile(first_tokens, 50)) if first_tokens else None,
         "first_token_ms_p95": round(percentile(first_tokens, 95)) if first_tokens else None,
         "total_ms_p50": round(percentile(totals, 50)) if totals else None,
@@ -551,7 +553,13 @@ def terminal_table(report: EvalReport) -> str:
         row("abstention recall", pct("abstention_recall")),
         row("false abstention", pct("false_abstention")),
         *(
-            [row("yes/no right polarity", f"{pct('yes_no_right_polarity')} of {m['yes_no']}, {m['yes_no_both']} both")]
+            [
+                row(
+                    "yes/no right polarity",
+                    f"{pct('yes_no_right_polarity')} of {m['yes_no']}; {m['yes_no_opposite']} say the opposite"
+                    f" ({m['yes_no_both']} of them both)",
+                )
+            ]
             if m.get("yes_no")
             else []
         ),
