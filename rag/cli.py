@@ -221,7 +221,10 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
     reports = []
     for question_set in question_sets:
         settings = eval_settings(assistant.settings, question_set)
-        evaluator = evaluators.setdefault(settings.model_dump_json(), Assistant(settings))
+        key = settings.model_dump_json()
+        if key not in evaluators:
+            evaluators[key] = Assistant(settings)
+        evaluator = evaluators[key]
         _print_index_report(index_own(evaluator, progress=True))
         report = run_question_set(evaluator, question_set, progress=True)
         reports.append(report)

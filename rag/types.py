@@ -9,8 +9,9 @@ AnswerStyle = Literal["sentence", "short"]  # how answers are worded; see rag.an
 
 # Which abstention step refused to answer (rag.answering.checks), so evaluations can say where answers are
 # lost: before the model (passages off topic; a name or number of the question missing from them), the
-# model itself, or a check of its draft (citations unsupported; a question name missing from the cited
-# documents; the model's own yes/no check).
+# model itself, or a check of its draft (citations unsupported; a sentence saying the opposite of what it
+# cites; another person's words; a question name missing from the cited documents; the model's own yes/no
+# check; a yes/no answer against the model's read of its evidence). In the order the steps run.
 AbstainedBy = Literal[
     "off topic",
     "names missing",

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar
 
 from rag.answering.citations import VerifiedAnswer
 from rag.answering.evidence import (
+    ClaimEvidence,
     claim_evidence,
     numbers_missing,
     opening_polarity,
@@ -38,6 +40,7 @@ class Case:
     """What a check reads: the question and its passages, and after generation the draft and its checked form.
 
     Before generation the draft is empty, and so is its verification (as `CitationVerifier` finds it).
+    What several steps read of the checked answer is worked out once, on first use.
     """
 
     question: str
@@ -45,6 +48,16 @@ class Case:
     history: list[Turn]
     draft: str = ""
     verified: VerifiedAnswer = field(default_factory=lambda: VerifiedAnswer("", [], False))
+
+    @property
+    def cited_passages(self) -> list[Passage]:
+        """The passages the checked answer cites, each once, in the order first cited."""
+        return [self.passages[n - 1] for n in dict.fromkeys(c.n for c in self.verified.citations)]
+
+    @cached_property
+    def evidence(self) -> list[ClaimEvidence]:
+        """Each cited sentence of the checked answer with the passage sentence it rests on."""
+        return claim_evidence(self.verified.text, self.passages)
 
 
 class Check(ABC):
@@ -87,7 +100,8 @@ class NamesMissing(Check):
         evidence = " ".join([p.shown_text for p in case.passages] + [f"{t.question} {t.answer}" for t in case.history])
         evidence_stems = content_stems(evidence)
         # A number in a yes/no question is what it asks to check ("Is it current as of 2025?": no, 2023).
-        checked = [t for t in salient_terms(case.question) if not (is_yes_no_question(case.question) and _numeric(t))]
+        yes_no = is_yes_no_question(case.question)
+        checked = [t for t in salient_terms(case.question) if not (yes_no and _numeric(t))]
         missing = [
             term for term in checked if not mentions(evidence, term) and not content_stems(term) <= evidence_stems
         ]
@@ -133,7 +147,7 @@ class Contradiction(Check):
     def refusal(self, case: Case) -> str | None:
         if says_yes_and_no(case.verified.text):
             return ABSTAIN_TEXT
-        for evidence in claim_evidence(case.verified.text, case.passages):
+        for evidence in case.evidence:
             if opposite_clause(evidence.claim, evidence.sentence) or numbers_missing(
                 evidence.claim, evidence.passage.chunk.text
             ):
@@ -157,7 +171,7 @@ class WrongSpeaker(Check):
         speakers = question_speakers(case.question)
         if not speakers:
             return None
-        evidence = claim_evidence(case.verified.text, case.passages)
+        evidence = case.evidence
         for item in evidence:
             if item.attributed and not any(mentions(item.window, speaker) for speaker in speakers):
                 return f"The documents don't say that {speakers[0]} said that."
@@ -206,8 +220,7 @@ class AnswerCheck(Check):
         self.min_log_odds = min_log_odds
 
     def refusal(self, case: Case) -> str | None:
-        cited = [case.passages[n - 1] for n in dict.fromkeys(c.n for c in case.verified.citations)]
-        odds = self.engine.yes_log_odds(build_confirm_prompt(case.question, cited, case.history))
+        odds = self.engine.yes_log_odds(build_confirm_prompt(case.question, case.cited_passages, case.history))
         return None if odds >= self.min_log_odds else ABSTAIN_TEXT
 
 
@@ -231,8 +244,7 @@ class PolarityDisagrees(Check):
         said = opening_polarity(case.verified.text)
         if said is None or not is_yes_no_question(case.question):
             return None
-        cited = [case.passages[n - 1] for n in dict.fromkeys(c.n for c in case.verified.citations)]
-        odds = self.engine.yes_log_odds(build_polarity_prompt(case.question, cited, case.history))
+        odds = self.engine.yes_log_odds(build_polarity_prompt(case.question, case.cited_passages, case.history))
         disagrees = odds < self.bias - self.margin if said == "yes" else odds > self.bias + self.margin
         return ABSTAIN_TEXT if disagrees else None
 
