@@ -6,28 +6,47 @@ rag.generation, rag.answering); the Assistant wires them from the settings and r
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from tqdm import tqdm
+
 from rag.answering.checks import Case, Check, abstention_checks, first_refusal
 from rag.answering.citations import CitationVerifier
-from rag.answering.prompts import build_prompt, retrieval_queries
+from rag.answering.kinds import question_kind
+from rag.answering.prompts import ABSTAIN_TEXT, build_prompt, retrieval_queries
+from rag.answering.summaries import SummaryCache, documents_named
 from rag.cpu import fast_dtype
 from rag.embedding.embedder import Embedder
 from rag.generation import create_engine
 from rag.generation.base import GenerationEngine
-from rag.ingestion.chunking import Chunker
+from rag.ingestion.chunking import Chunker, split_sentences
 from rag.ingestion.loaders import load_documents
 from rag.retrieval.excerpts import PassageTrimmer
+from rag.retrieval.gathering import EvidenceGatherer
 from rag.retrieval.hybrid import HybridRetriever
 from rag.settings import Settings, get_settings
 from rag.store import create_store
 from rag.store.base import SyncReport
-from rag.types import Answer, AnswerEvent, Document, IngestError, Passage, Sources, Timings, Turn
+from rag.types import (
+    Answer,
+    AnswerEvent,
+    Chunk,
+    Citation,
+    Document,
+    IngestError,
+    Passage,
+    Sources,
+    Timings,
+    Turn,
+)
+
+_ONE_SENTENCE = re.compile(r"\b(?:one|a single|1)\s+sentence", re.IGNORECASE)
 
 
 class QuestionError(ValueError):
@@ -53,6 +72,8 @@ class Assistant:
         self.retriever = HybridRetriever(self.store, self.embedder, s.candidate_k, s.bm25_weight)
         self.trimmer = PassageTrimmer(self.embedder, s.excerpt_chars)
         self.verifier = CitationVerifier(self.embedder, s.support_threshold)
+        self.gatherer = EvidenceGatherer(self.retrieve, s.top_k, s.candidate_k)
+        self.summaries = SummaryCache(s.index_dir, s.generator_model, s.summary_section_chars)
 
     @cached_property
     def generator(self) -> GenerationEngine:
@@ -102,6 +123,8 @@ class Assistant:
             rebuild=rebuild,
             progress=progress,
         )
+        if report.removed or report.changed:
+            self.summaries.keep_only(d.doc_id for d in self.documents())
         return IndexReport(report, seconds=time.perf_counter() - started)
 
     def _default_paths(self) -> list[Path]:
@@ -155,7 +178,16 @@ class Assistant:
         def elapsed() -> float:
             return (time.perf_counter() - started) * 1000
 
-        passages = self.retrieve(question, self.settings.top_k, turns)
+        # The short style answers with one exact phrase (extractive benchmarks): every question is a fact there.
+        kind = question_kind(question, turns) if self.settings.answer_style == "sentence" else "fact"
+        if kind == "collection":
+            yield from self._answer_collection(question, timings, elapsed)
+            return
+        if kind == "summary":
+            yield from self._answer_summary(question, turns, timings, elapsed, cancel)
+            return
+
+        passages = self.gatherer.gather(question, kind, turns)
         timings.retrieve_ms = elapsed()
 
         refusal = first_refusal(self.checks, Case(question, passages, turns), before_generation=True)
@@ -163,30 +195,139 @@ class Assistant:
             step, text = refusal
             timings.first_token_ms = timings.total_ms = elapsed()
             yield text
-            yield Answer(question, text, [], timings, passages, step)
+            yield Answer(question, text, [], timings, passages, step, kind)
             return
 
         passages = self.trimmer.trim(retrieval_queries(question, turns)[0], passages)
-        yield Sources(passages)
+        yield Sources(passages, kind)
         pieces: list[str] = []
-        prompt = build_prompt(question, passages, turns, self.settings.answer_style)
-        for piece in self.generator.stream(prompt, cancel):
+        long_answer = self.settings.long_answer_tokens if kind != "fact" else None
+        prompt = build_prompt(question, passages, turns, self.settings.answer_style, kind, long_answer)
+        stream = self.generator.stream(prompt, cancel)
+        for piece in stream:
             if not pieces:
                 timings.first_token_ms = elapsed()
             pieces.append(piece)
             yield piece
+            if kind != "fact" and _repeats_a_line("".join(pieces)):
+                stream.close()  # greedy decoding has begun to loop over its list; the rest would be the same
+                break
         if cancel is not None and cancel.is_set():
             return  # nobody waits for this answer: skip its checks and give the model to the next question
         draft = "".join(pieces).strip()
 
-        verified = self.verifier.verify(draft, passages, question)
+        verified = self.verifier.verify(draft, passages, question, each_sentence=kind != "fact")
         refusal = first_refusal(self.checks, Case(question, passages, turns, draft, verified), before_generation=False)
         timings.total_ms = elapsed()
         if refusal:
             step, text = refusal
-            yield Answer(question, text, [], timings, passages, step)
+            yield Answer(question, text, [], timings, passages, step, kind)
             return
-        yield Answer(question, verified.text, verified.citations, timings, passages)
+        yield Answer(question, verified.text, verified.citations, timings, passages, kind=kind)
+
+    def _answer_collection(
+        self, question: str, timings: Timings, elapsed: Callable[[], float]
+    ) -> Iterator[AnswerEvent]:
+        """What the collection holds, read from the index itself: each document's title, cited at its opening."""
+        documents = self.documents()
+        shown = documents[: self.settings.max_listed_documents]
+        passages = [self._opening_passage(d) for d in shown]
+        lines = [
+            f"The collection holds {len(documents)} document{'s' * (len(documents) != 1)}" + (":" if shown else ".")
+        ]
+        lines += [f"- {p.title} [{n}]" for n, p in enumerate(passages, start=1)]
+        if len(documents) > len(shown):
+            lines.append(f"- and {len(documents) - len(shown)} more")
+        text = "\n".join(lines)
+        timings.retrieve_ms = timings.first_token_ms = elapsed()
+        yield Sources(passages, "collection")
+        yield text
+        citations = [_whole_citation(n, p) for n, p in enumerate(passages, start=1)]
+        timings.total_ms = elapsed()
+        yield Answer(question, text, citations, timings, passages, kind="collection")
+
+    def _answer_summary(
+        self,
+        question: str,
+        turns: list[Turn],
+        timings: Timings,
+        elapsed: Callable[[], float],
+        cancel: threading.Event | None,
+    ) -> Iterator[AnswerEvent]:
+        """One or two checked sentences per document the question names (or all of them), from kept summaries."""
+        documents, retrieved = self._summary_documents(question, turns)
+        timings.retrieve_ms = elapsed()
+        if retrieved is not None:  # no document named: the summary is of what a search finds, if anything
+            refusal = first_refusal(self.checks, Case(question, retrieved, turns), before_generation=True)
+            if refusal:
+                step, text = refusal
+                timings.first_token_ms = timings.total_ms = elapsed()
+                yield text
+                yield Answer(question, text, [], timings, retrieved, step, "summary")
+                return
+        passages = [self._document_passage(d) for d in documents]
+        yield Sources(passages, "summary")
+        count = len(documents)
+        sentences = 1 if _ONE_SENTENCE.search(question) else 2
+        parts = []
+        for n, document in enumerate(documents, start=1):
+            if count > 1:
+                yield f"- {document.title}: "
+            pieces = []
+            for piece in self.summaries.summarize(document, self.generator, cancel):
+                if not timings.first_token_ms:
+                    timings.first_token_ms = elapsed()  # the first words of a summary, kept or being written
+                pieces.append(piece)
+                yield piece
+            if cancel is not None and cancel.is_set():
+                return
+            yield "\n"
+            cited = " ".join(f"{sentence} [{n}]" for sentence in _sentences("".join(pieces).strip())[:sentences])
+            parts.append(f"- {document.title}: {cited}" if count > 1 else cited)
+        verified = self.verifier.verify("\n".join(parts), passages, question, each_sentence=True)
+        timings.total_ms = elapsed()
+        if not verified.citations:
+            text = ABSTAIN_TEXT
+            yield Answer(question, text, [], timings, passages, "citations", "summary")
+            return
+        yield Answer(question, verified.text, verified.citations, timings, passages, kind="summary")
+
+    def _summary_documents(self, question: str, turns: list[Turn]) -> tuple[list[Document], list[Passage] | None]:
+        """The documents a summary is of; when the question names none, the best match of a search for it.
+
+        The passages that search found come back too (the checks read them); None when no search was made.
+        """
+        documents = self.documents()
+        named = documents_named(question, documents)
+        if named is not None:
+            return named[: self.settings.max_summary_documents], None
+        retrieved = self.retrieve(question, self.settings.top_k, turns)
+        best = [self.store.document(p.chunk.doc_id) for p in retrieved[:1]]
+        return best, retrieved
+
+    def summarize_documents(self, progress: bool = False) -> int:
+        """Write the summary of every indexed document that has none kept (`rag index --summaries`); how many."""
+        documents = self.documents()
+        self.summaries.keep_only(d.doc_id for d in documents)
+        missing = [d for d in documents if self.summaries.get(d.doc_id) is None]
+        for document in tqdm(missing, desc="summaries", unit="doc", disable=not progress):
+            for _ in self.summaries.summarize(document, self.generator):
+                pass
+        return len(missing)
+
+    def _opening_passage(self, document: Document) -> Passage:
+        chunk = (
+            self.chunker.split(document)[0]
+            if document.text
+            else Chunk(f"{document.doc_id}:0", document.doc_id, 0, "", 0, 0)
+        )
+        return Passage(chunk, document.title, document.source, 1.0, 1.0)
+
+    @staticmethod
+    def _document_passage(document: Document) -> Passage:
+        """A whole document as one passage: a summary sentence is checked against all of it."""
+        chunk = Chunk(f"{document.doc_id}:all", document.doc_id, 0, document.text, 0, len(document.text))
+        return Passage(chunk, document.title, document.source, 1.0, 1.0)
 
     def retrieve(self, question: str, top_k: int, history: Sequence[Turn] = ()) -> list[Passage]:
         """The passages an answer to `question` would be written from; evaluations rank with this too."""
@@ -205,3 +346,21 @@ class Assistant:
                 f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}"
             )
         return question
+
+
+def _sentences(text: str) -> list[str]:
+    return [text[start:end] for start, end in split_sentences(text)]
+
+
+def _whole_citation(n: int, passage: Passage) -> Citation:
+    """A citation of the passage as a whole (a document's opening, named in a listing)."""
+    chunk = passage.chunk
+    return Citation(
+        n, chunk.doc_id, passage.title, passage.source, chunk.start, chunk.end, chunk.text, 1.0, chunk.start, chunk.end
+    )
+
+
+def _repeats_a_line(text: str) -> bool:
+    """The last finished line of a draft is one it already wrote."""
+    lines = [line.strip() for line in text.split("\n")[:-1]]
+    return len(lines) >= 2 and bool(lines[-1]) and lines[-1] in lines[:-1]

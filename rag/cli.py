@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import get_args
@@ -43,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="index files or folders (default: the seeds corpus)")
     index.add_argument("paths", nargs="*", help="files or folders; documents not under them are dropped")
     index.add_argument("--rebuild", action="store_true", help="re-embed everything, e.g. after changing model")
+    index.add_argument(
+        "--summaries",
+        action="store_true",
+        help="also write each new or changed document's summary now (else on the first summary question)",
+    )
     index.set_defaults(run=_index)
 
     docs = commands.add_parser("docs", help="list the indexed documents")
@@ -114,7 +120,13 @@ def _count(text: str) -> int:
 def _index(assistant: Assistant, args: argparse.Namespace) -> int:
     report = assistant.index(args.paths, rebuild=args.rebuild, progress=True)
     _print_index_report(report)
-    return 1 if report.errors and not assistant.store.is_built() else 0
+    if not assistant.store.is_built():
+        return 1 if report.errors else 0
+    if args.summaries:
+        started = time.perf_counter()
+        written = assistant.summarize_documents(progress=True)
+        print(f"Summaries: {written} written in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
 
 
 def _print_index_report(report: IndexReport) -> None:

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
         "avx512_bf16 or AMX, else float32 (torch's bf16 matrix multiply is ~6x slower there; rag bench).",
     )
     max_new_tokens: int = Field(default=96, ge=8)
+    long_answer_tokens: int = Field(
+        default=192, ge=8, description="New tokens for a comparison or a list, which name every side or item."
+    )
     answer_style: AnswerStyle = Field(
         default="sentence",
         description="sentence: cited sentences for people; short: only the exact phrase that answers (benchmarks).",
@@ -110,6 +113,15 @@ class Settings(BaseSettings):
         "token each, so drafts slow it down; rag bench).",
     )
     history_turns: int = Field(default=3, ge=0)
+    max_summary_documents: int = Field(
+        default=8, ge=1, description="A summary covers at most this many documents (one or two sentences each)."
+    )
+    summary_section_chars: int = Field(
+        default=6000,
+        ge=500,
+        description="A document longer than this is summarised section by section, then from the section summaries.",
+    )
+    max_listed_documents: int = Field(default=50, ge=1, description="Documents named in answer to 'what do you have?'.")
     max_question_chars: int = Field(default=2000, ge=10)
 
     # Citation verification and abstention

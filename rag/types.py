@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-AnswerStyle = Literal["sentence", "short"]  # how answers are worded; see rag.answering.prompts.SYSTEM_PROMPTS
+AnswerStyle = Literal["sentence", "short"]
+# What kind of question, which decides what its answer is written from (rag.answering.kinds).
+QuestionKind = Literal[
+    "fact", "summary", "comparison", "list", "collection"
+]  # how answers are worded; see rag.answering.prompts.SYSTEM_PROMPTS
 
 # Which abstention step refused to answer (rag.answering.checks), so evaluations can say where answers are
 # lost: before the model (passages off topic; a name or number of the question missing from them), the
@@ -78,6 +82,7 @@ class Prompt:
 
     messages: list[dict[str, str]]
     fixed: int = 1
+    max_new_tokens: int | None = None  # a longer answer form (a list, a comparison) than the engine's default
 
 
 @dataclass(frozen=True)
@@ -89,9 +94,11 @@ class Sources:
     """
 
     passages: list[Passage]
+    kind: QuestionKind = "fact"  # what the passages are read for, said in `describe`
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "activity": self.describe(),
             "sources": [
                 {
                     "n": n,
@@ -103,14 +110,21 @@ class Sources:
                     "text": p.chunk.text,
                 }
                 for n, p in enumerate(self.passages, start=1)
-            ]
+            ],
         }
 
     def describe(self) -> str:
-        """ "Reading 4 passages from 2 documents" """
+        """ "Reading 4 passages from 2 documents", "Summarising 4 documents": what the reader waits for."""
         documents = len({p.chunk.doc_id for p in self.passages})
         passages = len(self.passages)
-        return f"Reading {passages} passage{'s' * (passages != 1)} from {documents} document{'s' * (documents != 1)}"
+        of_documents = f"{documents} document{'s' * (documents != 1)}"
+        from_passages = f"{passages} passage{'s' * (passages != 1)} from {of_documents}"
+        return {
+            "summary": f"Summarising {of_documents}",
+            "collection": f"Listing {of_documents}",
+            "comparison": f"Comparing what {from_passages} say of each side",
+            "list": f"Gathering items from {from_passages}",
+        }.get(self.kind, f"Reading {from_passages}")
 
 
 @dataclass(frozen=True)
@@ -159,6 +173,7 @@ class Answer:
     timings: Timings = field(default_factory=Timings)
     passages: list[Passage] = field(default_factory=list)
     abstained_by: AbstainedBy | None = None  # the step that refused to answer; None for an answer
+    kind: QuestionKind = "fact"  # what the answer was written from (rag.answering.kinds)
 
     @property
     def abstained(self) -> bool:
@@ -170,6 +185,7 @@ class Answer:
             "question": self.question,
             "answer": self.answer,
             "abstained": self.abstained,
+            "kind": self.kind,
             "citations": [asdict(c) for c in self.citations],
             "timings": {k: round(v, 1) for k, v in asdict(self.timings).items()},
         }

@@ -10,13 +10,14 @@ import pytest
 from conftest import SEEDS
 
 from rag.answering.checks import CitedNames
+from rag.answering.summaries import SummaryCache
 from rag.assistant import Assistant, QuestionError
 from rag.cli import main
 from rag.models import embedding_model_dir
 from rag.settings import Settings
 from rag.types import AbstainedBy, Answer, Citation, Sources
 
-ANSWER_KEYS = {"question", "answer", "abstained", "citations", "timings"}
+ANSWER_KEYS = {"question", "answer", "abstained", "kind", "citations", "timings"}
 CITATION_KEYS = {"n", "doc_id", "title", "source", "start", "end", "text", "score"}
 TIMING_KEYS = {"retrieve_ms", "first_token_ms", "total_ms"}
 
@@ -176,3 +177,53 @@ def test_an_answer_is_refused_when_no_cited_document_mentions_a_name_in_the_ques
     cited_names = CitedNames(assistant.store)
     assert cited_names.covers("What did Zuckerberg claim about open source?", [citation])
     assert not cited_names.covers("What did Zuckerberg propose in Paris?", [citation])
+
+
+def test_a_collection_question_lists_every_document_from_the_index(assistant: Assistant) -> None:
+    answer = assistant.ask("What documents do you have?")
+    titles = [d.title for d in assistant.documents()]
+    assert answer.kind == "collection" and not answer.abstained
+    assert answer.answer.startswith("The collection holds 4 documents")
+    assert all(title in answer.answer for title in titles)
+    assert [c.title for c in answer.citations] == titles and [c.n for c in answer.citations] == [1, 2, 3, 4]
+    assert all(c.text in assistant.store.document(c.doc_id).text for c in answer.citations)
+
+
+def test_a_summary_is_written_once_per_document_and_kept(assistant: Assistant, tiny_settings: Settings) -> None:
+    events = list(assistant.ask_stream("Summarize the four articles."))
+    answer = events[-1]
+    assert isinstance(answer, Answer) and answer.kind == "summary"
+    assert isinstance(events[0], Sources) and len(events[0].passages) == 4  # each document whole
+    assert events[0].describe() == "Summarising 4 documents"
+    kept = json.loads((tiny_settings.index_dir / "summaries.json").read_text(encoding="utf-8"))
+    assert set(kept) == {d.doc_id for d in assistant.documents()}
+    for citation in answer.citations:  # every kept sentence cites the document it summarises
+        assert citation.start == 0 and citation.text == assistant.store.document(citation.doc_id).text
+    again = assistant.ask("Summarize the four articles.")
+    assert again.answer == answer.answer and again.timings.total_ms < answer.timings.total_ms
+    other_model = SummaryCache(tiny_settings.index_dir, "another-model", tiny_settings.summary_section_chars)
+    assert all(other_model.get(doc_id) is None for doc_id in kept)  # another model writes its own
+
+
+def test_a_summary_of_something_the_documents_lack_abstains(assistant: Assistant) -> None:
+    answer = assistant.ask("Summarize the history of the Roman empire.")
+    assert answer.kind == "summary" and answer.abstained and not answer.citations
+
+
+def _sources(assistant: Assistant, question: str) -> list:
+    events = assistant.ask_stream(question)
+    first = next(events)
+    events.close()
+    assert isinstance(first, Sources), first
+    return first.passages
+
+
+def test_a_comparison_reads_each_side_from_its_own_search(assistant: Assistant) -> None:
+    passages = _sources(assistant, "Compare LeCun's and Altman's views on regulation.")
+    assert any("LeCun" in p.chunk.text for p in passages) and any("Altman" in p.chunk.text for p in passages)
+
+
+def test_a_list_question_reads_several_documents_at_most_two_passages_each(assistant: Assistant) -> None:
+    passages = _sources(assistant, "Which people are reported on in the articles?")
+    per_document = [p.chunk.doc_id for p in passages]
+    assert len(set(per_document)) >= 3 and max(per_document.count(d) for d in per_document) <= 2

@@ -142,3 +142,22 @@ def test_llama_cpp_abstains_where_the_seeds_do_not_answer(assistant_on_llama_cpp
     answer = assistant_on_llama_cpp.ask(question)
     assert answer.abstained, answer.answer
     assert answer.citations == []
+
+
+def test_a_summary_of_the_collection_cites_every_document(assistant: Assistant) -> None:
+    answer = assistant.ask("Summarize the four articles in one sentence each.")
+    assert answer.kind == "summary" and not answer.abstained, answer.answer
+    assert {c.doc_id for c in answer.citations} == {d.doc_id for d in assistant.documents()}
+    assert "Zuckerberg" in answer.answer
+    kept = assistant.summaries.path
+    written = kept.stat().st_mtime_ns
+    again = assistant.ask("What is this collection about?")  # read from the kept summaries, none written again
+    assert again.kind == "summary" and {c.doc_id for c in again.citations} == {c.doc_id for c in answer.citations}
+    assert kept.stat().st_mtime_ns == written
+
+
+def test_a_comparison_cites_both_sides(assistant: Assistant) -> None:
+    answer = assistant.ask("Compare LeCun's and Altman's views on regulation.")
+    assert answer.kind == "comparison" and not answer.abstained, answer.answer
+    assert "LeCun" in answer.answer and "Altman" in answer.answer
+    _assert_cites_paris(answer, assistant)

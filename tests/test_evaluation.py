@@ -10,6 +10,8 @@ import pytest
 from conftest import ROOT, SEEDS
 
 from rag.evaluation.question_set import (
+    CATEGORIES,
+    CitationCheck,
     EvalReport,
     EvalSetError,
     Gate,
@@ -57,7 +59,9 @@ def test_seed_set_has_every_category_and_enough_traps(seed_set) -> None:
 def test_the_held_out_set_has_the_same_categories_and_yes_no_both_ways(seed_set) -> None:
     fresh = load_question_set(FRESH_SET)
     assert len(fresh.questions) >= 40 and fresh.corpus == seed_set.corpus
-    assert {q.category for q in fresh.questions} == {q.category for q in seed_set.questions}
+    # The held-out set was frozen before issue 17 added summaries, comparisons, lists and collection questions.
+    later_kinds = {"summary", "comparison", "list", "collection"}
+    assert {q.category for q in fresh.questions} == {q.category for q in seed_set.questions} - later_kinds
     assert not {q.question for q in fresh.questions} & {q.question for q in seed_set.questions}
     for question_set in (seed_set, fresh):
         polarities = Counter(q.polarity for q in question_set.questions if q.category == "yes_no")
@@ -205,9 +209,17 @@ def test_summary_counts_abstentions_and_false_abstentions_separately() -> None:
     assert metrics["abstention_recall"] == 0.5 and metrics["recall_at_4"] == 1.0
     assert metrics["first_token_ms_p50"] == 1000  # of the two that generated: 500 and 1500
     assert per_category(results) == {
-        "single_fact": {"n": 2, "accuracy": 0.5},
+        "single_fact": {"n": 2, "accuracy": 0.5, "coverage": 1.0},  # of the one answered
         "unanswerable": {"n": 2, "accuracy": 0.5},
     }
+
+
+def test_per_category_coverage_counts_answers_citing_every_gold_document() -> None:
+    full, half = _result("summary", True, True, False, 1000), _result("summary", True, True, False, 2000)
+    half.citation_recall = 0.5  # cited one of its two gold documents
+    full.citations = [CitationCheck(1, "a.txt", "s", True, True), CitationCheck(2, "b.txt", "s", True, False)]
+    row = per_category([full, half])["summary"]
+    assert row["coverage"] == 0.5 and row["citation_precision"] == 0.5
 
 
 def test_abstentions_are_counted_per_step_as_right_or_lost() -> None:
@@ -228,13 +240,9 @@ def test_gate_reports_each_metric_below_its_floor_or_above_its_ceiling() -> None
 def test_the_shipped_gate_names_real_questions_of_every_category(seed_set) -> None:
     gate = load_gate(ROOT / "eval" / "gate.toml")
     subset = seed_set.subset(gate.questions)
-    assert {q.category for q in subset.questions} == {
-        "single_fact",
-        "paraphrase",
-        "multi_doc",
-        "follow_up",
-        "unanswerable",
-    }
+    assert {q.category for q in subset.questions} == set(CATEGORIES)
+    for kind in ("yes_no", "summary", "comparison", "list", "collection"):  # issues 16 and 17: two of each
+        assert sum(q.category == kind for q in subset.questions) >= 2, kind
     assert gate.minimums["correctness"] >= 0.5 and gate.maximums["false_abstention"] <= 0.25
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.serving.render import answer_html, document_page, markdown, sources_html
+from rag.serving.render import CARD_CONTEXT, answer_html, document_page, markdown, quote_parts, sources_html
 from rag.types import AbstainedBy, Answer, Citation, Timings
 
 TEXT = "Intro. LeCun proposed <b>shared</b> data centers. The end."
@@ -61,3 +61,13 @@ def test_document_page_escapes_and_marks_the_passage() -> None:
     page = document_page("T <i>", "s.txt", TEXT, (7, 50, 7, 20))
     assert "<i>" not in page and "&lt;b&gt;" in page
     assert "<span class='passage'><mark id='cited'>LeCun propose</mark>" in page
+
+
+def test_a_whole_document_citation_shows_its_quote_in_context_not_the_document() -> None:
+    document = "word " * 1000 + "The quoted sentence. " + "more " * 1000
+    start = document.index("The quoted")
+    cited = Citation(1, "d", "T", "s.txt", 0, len(document), document, 0.9, start, start + len("The quoted sentence."))
+    before, quote, after = quote_parts(cited)
+    assert quote == "The quoted sentence."
+    assert before.startswith("…") and after.endswith("…")
+    assert len(before) <= CARD_CONTEXT + 1 and len(after) <= CARD_CONTEXT + 1

@@ -19,7 +19,7 @@ from rag.assistant import Assistant
 from rag.serving.app import create_app, prepared_assistant
 from rag.settings import Settings
 
-ANSWER_KEYS = {"question", "answer", "abstained", "citations", "timings"}
+ANSWER_KEYS = {"question", "answer", "abstained", "kind", "citations", "timings"}
 ADMIN = "admin-secret"
 ALLOWED = "http://intranet.example:8080"
 QUESTION = "What did LeCun propose in Paris?"

@@ -100,7 +100,14 @@ class CitationVerifier:
         self.embedder = embedder
         self.threshold = threshold
 
-    def verify(self, answer: str, passages: list[Passage], question: str = "") -> VerifiedAnswer:
+    def verify(
+        self, answer: str, passages: list[Passage], question: str = "", each_sentence: bool = False
+    ) -> VerifiedAnswer:
+        """The answer with its unsupported sentences dropped and its markers corrected.
+
+        It stands when its direct answer is supported, or with `each_sentence` (a summary, a comparison,
+        a list: sentences that each answer a part) when any sentence is.
+        """
         if is_yes_no_question(question):
             # "Yes, Meta shares its research" restates the question, and that is the claim to support.
             question = ""
@@ -115,7 +122,12 @@ class CitationVerifier:
         support, quotes = self._support(claims, passages, question)
         kept: dict[int, list[int]] = {}
         best_for_passage: dict[int, tuple[float, tuple[int, int]]] = {}
+        said: set[str] = set()
         for i, claim in enumerate(claims):
+            if each_sentence and _squashed(claim.text) in said:
+                kept[i] = []  # a list item or sentence the model wrote again (greedy decoding loops)
+                continue
+            said.add(_squashed(claim.text))
             valid = [n for n in dict.fromkeys(claim.markers) if 1 <= n <= len(passages)]
             numbers = [n for n in valid if support[i, n - 1] >= self.threshold]
             cited_together = [passages[n - 1] for n in valid]
@@ -133,6 +145,8 @@ class CitationVerifier:
         text = self._rebuild(answer, claims, kept)
         order = list(dict.fromkeys(n for i in sorted(kept) for n in kept[i]))
         citations = [self._citation(n, passages[n - 1], *best_for_passage[n]) for n in order]
+        if each_sentence:
+            return VerifiedAnswer(text, citations, any(kept.values()))
         answer_claim = next((i for i, c in enumerate(claims) if _novel_stems(c.text, question)), 0)
         return VerifiedAnswer(text, citations, bool(kept[answer_claim]))
 
@@ -185,13 +199,19 @@ class CitationVerifier:
 
     @staticmethod
     def _rebuild(answer: str, claims: list[Claim], kept: dict[int, list[int]]) -> str:
-        """Rewrite each sentence in place with its checked markers (dropping unsupported ones), keeping layout."""
+        """Rewrite each sentence in place with its checked markers (dropping unsupported ones), keeping layout.
+
+        A dropped sentence takes the blank space before it along (a dropped list item leaves no empty line).
+        """
         pieces: list[str] = []
         cursor = 0
         for i, claim in enumerate(claims):
-            pieces.append(MARKER.sub("", answer[cursor : claim.start]))
+            before = MARKER.sub("", answer[cursor : claim.start])
             if kept[i]:
+                pieces.append(before)
                 pieces.append(_with_markers(claim.text, kept[i]))
+            elif before.strip():
+                pieces.append(before)
             cursor = claim.end
         pieces.append(MARKER.sub("", answer[cursor:]))
         return "".join(pieces).strip()

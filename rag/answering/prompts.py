@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from rag.answering.citations import MARKER
 from rag.lexical import is_yes_no_question
-from rag.types import AnswerStyle, Passage, Prompt, Turn
+from rag.types import AnswerStyle, Passage, Prompt, QuestionKind, Turn
 
 ABSTAIN_TEXT = "The documents don't say."
 
@@ -38,6 +38,12 @@ SYSTEM_PROMPTS: dict[AnswerStyle, str] = {
 ANSWER_REMINDERS: dict[AnswerStyle, str] = {
     "sentence": "Answer in words, not only with a passage number; end each sentence with its passage number.",
     "short": "Reply with the exact phrase from the passage, then its passage number.",
+}
+# Comparisons and lists need every side or item in the answer, where one sentence would hold only one.
+KIND_REMINDERS: dict[QuestionKind, str] = {
+    "comparison": "Say what the passages say about each of them, one sentence each, then how they differ or "
+    "agree; end each sentence with its passage number.",
+    "list": "List every item the passages give, one per line starting with - , each ending with its passage number.",
 }
 # A yes/no question answered without its yes or no leaves the reader to guess, and cannot be checked
 # against the evidence (the polarity step): the reminder asks for the word first.
@@ -109,6 +115,28 @@ def _passage_question(system: str, question: str, passages: list[Passage], histo
     )
 
 
+# Written once per document and kept (rag.answering.summaries); an answer's summary sentences are then
+# checked against the document like any cited claim, so the model is asked to keep to the text's own words.
+SUMMARY_PROMPT = (
+    "You summarize an article in one or two sentences, keeping to its own words and to what it says. "
+    "Say what the article is about, naming the people or organisations it reports on, and its main point. "
+    "Do not add anything the article does not say."
+)
+
+
+def build_summary_prompt(title: str, text: str) -> Prompt:
+    """Summarise one document (or one section of a long one)."""
+    return Prompt(
+        [
+            {"role": "system", "content": SUMMARY_PROMPT},
+            {
+                "role": "user",
+                "content": f"Article: {title}\n\n{text}\n\nSummarize this article in one or two sentences.",
+            },
+        ]
+    )
+
+
 _DECLINES = re.compile(
     r"documents? (?:do not|don't|does not|doesn't) (?:say|mention|contain|specify|provide|state)"
     r"|passages? (?:do not|don't|does not|doesn't) (?:say|mention|contain|specify|provide|state)"
@@ -137,7 +165,12 @@ def retrieval_queries(question: str, history: list[Turn]) -> list[str]:
 
 
 def build_prompt(
-    question: str, passages: list[Passage], history: list[Turn], style: AnswerStyle = "sentence"
+    question: str,
+    passages: list[Passage],
+    history: list[Turn],
+    style: AnswerStyle = "sentence",
+    kind: QuestionKind = "fact",
+    max_new_tokens: int | None = None,
 ) -> Prompt:
     """The system prompt and worked examples (fixed), the conversation so far, then passages and question."""
     messages = [{"role": "system", "content": SYSTEM_PROMPTS[style]}]
@@ -149,12 +182,16 @@ def build_prompt(
         messages.append({"role": "user", "content": turn.question})
         messages.append({"role": "assistant", "content": strip_markers(turn.answer)})
     shown = [(p.title, p.chunk.text) for p in passages]
-    messages.append({"role": "user", "content": _question_prompt(shown, question, style)})
-    return Prompt(messages, fixed)
+    messages.append({"role": "user", "content": _question_prompt(shown, question, style, kind)})
+    return Prompt(messages, fixed, max_new_tokens)
 
 
-def _question_prompt(passages: Sequence[tuple[str, str]], question: str, style: AnswerStyle) -> str:
+def _question_prompt(
+    passages: Sequence[tuple[str, str]], question: str, style: AnswerStyle, kind: QuestionKind = "fact"
+) -> str:
     """The numbered passages (title, text), the question, and the reminder of the form."""
     numbered = "\n\n".join(f"[{i}] {title}\n{text}" for i, (title, text) in enumerate(passages, start=1))
-    reminder = YES_NO_REMINDER if style == "sentence" and is_yes_no_question(question) else ANSWER_REMINDERS[style]
+    reminder = ANSWER_REMINDERS[style]
+    if style == "sentence":
+        reminder = YES_NO_REMINDER if is_yes_no_question(question) else KIND_REMINDERS.get(kind, reminder)
     return f"Passages:\n\n{numbered}\n\nQuestion: {question}\n{reminder}"

@@ -31,7 +31,18 @@ from rag.settings import Settings
 from rag.store.base import IndexMismatchError
 from rag.types import AbstainedBy, Answer, Document, Turn
 
-CATEGORIES = ("single_fact", "paraphrase", "multi_doc", "follow_up", "yes_no", "unanswerable")
+CATEGORIES = (
+    "single_fact",
+    "paraphrase",
+    "multi_doc",
+    "follow_up",
+    "yes_no",
+    "summary",
+    "comparison",
+    "list",
+    "collection",
+    "unanswerable",
+)
 POLARITIES = ("yes", "no")
 _OPENING_WORD = re.compile(r"\W*([a-z]+)")
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -373,13 +384,22 @@ def describe_abstentions(table: dict[str, dict[str, int]]) -> str:
 
 
 def per_category(results: list[QuestionResult]) -> dict[str, dict[str, float | int]]:
-    """Accuracy per category: right answers for answerable ones, abstentions for the rest."""
+    """Per category: accuracy (right answers for answerable ones, abstentions for the rest), and for answered
+    questions coverage (the share of answers citing every gold document) and citation precision."""
     table: dict[str, dict[str, float | int]] = {}
     for category in CATEGORIES:
         group = [r for r in results if r.category == category]
-        if group:
-            right = sum(r.correct if r.answerable else r.abstained for r in group)
-            table[category] = {"n": len(group), "accuracy": round(right / len(group), 4)}
+        if not group:
+            continue
+        right = sum(r.correct if r.answerable else r.abstained for r in group)
+        row: dict[str, float | int] = {"n": len(group), "accuracy": round(right / len(group), 4)}
+        answered = [r for r in group if r.citation_recall is not None]
+        citations = [c for r in answered for c in r.citations]
+        if answered:
+            row["coverage"] = round(sum(r.citation_recall == 1.0 for r in answered) / len(answered), 4)
+        if citations:
+            row["citation_precision"] = round(sum(c.precise for c in citations) / len(citations), 4)
+        table[category] = row
     return table
 
 
@@ -566,7 +586,15 @@ def terminal_table(report: EvalReport) -> str:
         row("first token p50 / p95", f"{ms('first_token_ms_p50')} / {ms('first_token_ms_p95')}"),
         row("total p50 / p95", f"{ms('total_ms_p50')} / {ms('total_ms_p95')}"),
         row("decode", f"{m['decode_tokens_per_s']} tokens/s"),
-        "  per category: " + ", ".join(f"{c} {v['accuracy']:.0%} of {v['n']}" for c, v in report.by_category.items()),
+        "  per category: " + ", ".join(_describe_category(c, v) for c, v in report.by_category.items()),
         "  abstained by: " + describe_abstentions(report.abstentions),
     ]
     return "\n".join(lines)
+
+
+def _describe_category(category: str, row: dict[str, float | int]) -> str:
+    """ "summary 83% of 6 (coverage 100%, precision 92%)": coverage and precision where answers cite several."""
+    text = f"{category} {row['accuracy']:.0%} of {row['n']}"
+    if category in ("multi_doc", "summary", "comparison", "list", "collection") and "coverage" in row:
+        text += f" (coverage {row['coverage']:.0%}, precision {row.get('citation_precision', 0):.0%})"
+    return text

@@ -110,7 +110,7 @@ class LlamaCppEngine(GenerationEngine):
                 lambda answer: self._step(tokens + answer),
                 self._text,
                 self._stops,
-                self.max_new_tokens,
+                prompt.max_new_tokens or self.max_new_tokens,
                 cancel,
             )
 
@@ -128,9 +128,10 @@ class LlamaCppEngine(GenerationEngine):
         """Read the prompt after its fixed messages (restored from their saved state): its tokens, and the
         next-token logits at its last position. Callers hold the lock."""
         tokens = self._chat_tokens(prompt.messages, add_generation_prompt=True)
-        if len(tokens) + self.max_new_tokens > CONTEXT_TOKENS:
+        answer_tokens = prompt.max_new_tokens or self.max_new_tokens
+        if len(tokens) + answer_tokens > CONTEXT_TOKENS:
             raise PromptTooLongError(
-                f"the prompt is {len(tokens)} tokens; with {self.max_new_tokens} for the answer it does not fit "
+                f"the prompt is {len(tokens)} tokens; with {answer_tokens} for the answer it does not fit "
                 f"in the llama.cpp context of {CONTEXT_TOKENS} (fewer passages or a shorter conversation would)"
             )
         prefix = self._chat_tokens(prompt.messages[: prompt.fixed], add_generation_prompt=False)

@@ -58,11 +58,21 @@ def timings_html(answer: Answer) -> str:
     return f'<div class="rag-timings">{" · ".join(parts)}</div>'
 
 
+# Context shown either side of a quote: a passage is a few hundred characters, but a summary cites a
+# whole document, and its card should show the sentence that supports the claim, not the document.
+CARD_CONTEXT = 600
+
+
 def quote_parts(c: Citation) -> tuple[str, str, str]:
-    """The passage split around its supporting quote: before, quote, after."""
+    """The passage split around its supporting quote: before, quote, after (each side cut at a word)."""
     qs = max(0, c.quote_start - c.start)
     qe = max(qs, min(len(c.text), c.quote_end - c.start))
-    return c.text[:qs], c.text[qs:qe], c.text[qe:]
+    before, after = c.text[:qs], c.text[qe:]
+    if len(before) > CARD_CONTEXT:
+        before = "…" + re.sub(r"^\S*\s", "", before[-CARD_CONTEXT:])
+    if len(after) > CARD_CONTEXT:
+        after = re.sub(r"\s\S*$", "", after[:CARD_CONTEXT]) + "…"
+    return before, c.text[qs:qe], after
 
 
 def document_link(doc_id: str, start: int, end: int, quote_start: int, quote_end: int) -> str:

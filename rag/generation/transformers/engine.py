@@ -98,7 +98,7 @@ class TransformersEngine(GenerationEngine):
                 lambda answer: self._step(model, cache, tokens + answer, stops),
                 lambda answer: tokenizer.decode(answer, skip_special_tokens=True),
                 stops,
-                self.max_new_tokens,
+                prompt.max_new_tokens or self.max_new_tokens,
                 cancel,
             )
 

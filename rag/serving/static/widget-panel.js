@@ -76,10 +76,7 @@
       for await (const [name, data] of events(response.body)) {
         if (name === "sources") {
           // Before the model writes anything, show what it is reading (seconds, on a slow CPU).
-          const passages = data.sources.length;
-          const documents = new Set(data.sources.map((s) => s.doc_id)).size;
-          draft.textContent = `Reading ${passages} passage${passages === 1 ? "" : "s"} from ${documents} ` +
-            `document${documents === 1 ? "" : "s"}…`;
+          draft.textContent = `${data.activity}…`; // "Reading 4 passages from 2 documents", "Summarising 4 documents"
           const reading = el("ol", "reading");
           for (const title of new Set(data.sources.map((s) => s.title))) reading.append(el("li", "", title));
           bubble.append(reading);
