@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-AnswerStyle = Literal["sentence", "short"]
+AnswerStyle = Literal["sentence", "short"]  # how answers are worded; see rag.answering.prompts.SYSTEM_PROMPTS
 # What kind of question, which decides what its answer is written from (rag.answering.kinds).
-QuestionKind = Literal[
-    "fact", "summary", "comparison", "list", "collection"
-]  # how answers are worded; see rag.answering.prompts.SYSTEM_PROMPTS
+QuestionKind = Literal["fact", "summary", "comparison", "list", "collection"]
 
 # Which abstention step refused to answer (rag.answering.checks), so evaluations can say where answers are
 # lost: before the model (passages off topic; a name or number of the question missing from them), the
@@ -122,7 +120,7 @@ class Sources:
         return {
             "summary": f"Summarising {of_documents}",
             "collection": f"Listing {of_documents}",
-            "comparison": f"Comparing what {from_passages} say of each side",
+            "comparison": f"Comparing the sides in {from_passages}",
             "list": f"Gathering items from {from_passages}",
         }.get(self.kind, f"Reading {from_passages}")
 
