@@ -10,7 +10,7 @@ import pytest
 from conftest import SEEDS
 
 from rag.answering.checks import CitedNames
-from rag.answering.summaries import SummaryCache
+from rag.answering.summaries import SummaryCache, sections
 from rag.assistant import Assistant, QuestionError
 from rag.cli import main
 from rag.models import embedding_model_dir
@@ -227,3 +227,13 @@ def test_a_list_question_reads_several_documents_at_most_two_passages_each(assis
     passages = _sources(assistant, "Which people are reported on in the articles?")
     per_document = [p.chunk.doc_id for p in passages]
     assert len(set(per_document)) >= 3 and max(per_document.count(d) for d in per_document) <= 2
+
+
+def test_a_document_longer_than_a_section_is_summarised_from_its_section_summaries(
+    assistant: Assistant, tmp_path: Path
+) -> None:
+    document = max(assistant.documents(), key=lambda d: len(d.text))
+    cache = SummaryCache(tmp_path, "smollm2-135m", section_chars=1500)
+    assert len(sections(document.text, 1500)) > 2  # so the map step runs
+    summary = "".join(cache.summarize(document, assistant.generator)).strip()
+    assert summary and cache.get(document.doc_id) == summary

@@ -5,8 +5,8 @@ documents costs the model seconds per document on a CPU; kept summaries make "su
 as fast as a lookup the second time. They are keyed by document id (the hash of its text), the
 generator model and the summary prompt, so an edited document, another model or another prompt gets a
 fresh one, and entries for documents no longer indexed are dropped on the next write. A document longer
-than one section is summarised section by section and the section summaries are summarised in turn
-(map-reduce within the model's context).
+than one section is summarised section by section, and the section summaries in turn, until they fit one
+section (map-reduce within the model's context).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from rag.lexical import content_stems, words
 from rag.types import Document
 
 SUMMARIES_FILE = "summaries.json"
+MAX_REDUCE_ROUNDS = 4  # each round shrinks a text about tenfold: four go far beyond any document
 # Words of a summary request that say nothing about which document it means.
 _REQUEST_STEMS = content_stems(
     "summarize summarise summary summaries overview gist recap main key points sentence sentences give short "
@@ -110,12 +111,15 @@ class SummaryCache:
         if kept is not None:
             yield kept
             return
-        parts = sections(document.text, self.section_chars) or [document.text]
-        if len(parts) > 1:
+        text = document.text
+        for _ in range(MAX_REDUCE_ROUNDS):  # each round shrinks the text about tenfold (a section to a summary)
+            parts = sections(text, self.section_chars)
+            if len(parts) <= 1:
+                break
             partial = ["".join(engine.stream(build_summary_prompt(document.title, part), cancel)) for part in parts]
-            parts = ["\n\n".join(p.strip() for p in partial)]
+            text = "\n\n".join(p.strip() for p in partial)
         pieces = []
-        for piece in engine.stream(build_summary_prompt(document.title, parts[0]), cancel):
+        for piece in engine.stream(build_summary_prompt(document.title, text[: self.section_chars]), cancel):
             pieces.append(piece)
             yield piece
         if cancel is None or not cancel.is_set():
