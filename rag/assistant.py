@@ -41,6 +41,7 @@ from rag.types import (
     Document,
     IngestError,
     Passage,
+    QuestionKind,
     Sources,
     Timings,
     Turn,
@@ -190,12 +191,9 @@ class Assistant:
         passages = self.gatherer.gather(question, kind, turns)
         timings.retrieve_ms = elapsed()
 
-        refusal = first_refusal(self.checks, Case(question, passages, turns), before_generation=True)
-        if refusal:
-            step, text = refusal
-            timings.first_token_ms = timings.total_ms = elapsed()
-            yield text
-            yield Answer(question, text, [], timings, passages, step, kind)
+        refused = self._refused_before_generation(question, passages, turns, kind, timings, elapsed)
+        if refused:
+            yield from refused
             return
 
         passages = self.trimmer.trim(retrieval_queries(question, turns)[0], passages)
@@ -209,7 +207,7 @@ class Assistant:
                 timings.first_token_ms = elapsed()
             pieces.append(piece)
             yield piece
-            if kind != "fact" and _repeats_a_line("".join(pieces)):
+            if kind != "fact" and "\n" in piece and _repeats_a_line("".join(pieces)):
                 stream.close()  # greedy decoding has begun to loop over its list; the rest would be the same
                 break
         if cancel is not None and cancel.is_set():
@@ -224,6 +222,23 @@ class Assistant:
             yield Answer(question, text, [], timings, passages, step, kind)
             return
         yield Answer(question, verified.text, verified.citations, timings, passages, kind=kind)
+
+    def _refused_before_generation(
+        self,
+        question: str,
+        passages: list[Passage],
+        turns: list[Turn],
+        kind: QuestionKind,
+        timings: Timings,
+        elapsed: Callable[[], float],
+    ) -> list[AnswerEvent]:
+        """The refusal's text and its `Answer` when a step before generation refuses; none when all let it pass."""
+        refusal = first_refusal(self.checks, Case(question, passages, turns), before_generation=True)
+        if not refusal:
+            return []
+        step, text = refusal
+        timings.first_token_ms = timings.total_ms = elapsed()
+        return [text, Answer(question, text, [], timings, passages, step, kind)]
 
     def _answer_collection(
         self, question: str, timings: Timings, elapsed: Callable[[], float]
@@ -258,12 +273,9 @@ class Assistant:
         documents, retrieved = self._summary_documents(question, turns)
         timings.retrieve_ms = elapsed()
         if retrieved is not None:  # no document named: the summary is of what a search finds, if anything
-            refusal = first_refusal(self.checks, Case(question, retrieved, turns), before_generation=True)
-            if refusal:
-                step, text = refusal
-                timings.first_token_ms = timings.total_ms = elapsed()
-                yield text
-                yield Answer(question, text, [], timings, retrieved, step, "summary")
+            refused = self._refused_before_generation(question, retrieved, turns, "summary", timings, elapsed)
+            if refused:
+                yield from refused
                 return
         passages = [self._document_passage(d) for d in documents]
         yield Sources(passages, "summary")
