@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from rag.answering.summaries import documents_named, sections
+from rag.answering.summaries import SummaryCache, documents_named, sections
 from rag.types import Document
 
 TITLES = (
@@ -41,6 +43,15 @@ def test_sections_cut_at_sentence_ends_and_cover_the_text() -> None:
     assert len(parts) > 1 and all(len(p) <= 500 for p in parts)
     assert all(p.endswith(".") for p in parts)
     assert " ".join(parts) == text
-    assert sections("One sentence far longer than the limit, kept whole.", 10) == [
-        "One sentence far longer than the limit, kept whole."
-    ]
+    # a sentence longer than a section (a table, a page without stops) is cut, so none outgrows the context
+    long = "A sentence far longer than the limit of ten characters."
+    assert sections(long, 10) == [long[i : i + 10] for i in range(0, len(long), 10)]
+
+
+def test_cache_sees_what_another_process_wrote(tmp_path: Path) -> None:
+    first, second = SummaryCache(tmp_path, "m", 6000), SummaryCache(tmp_path, "m", 6000)
+    assert first.get("doc") is None
+    second._write({"doc": "A summary."})
+    assert first.get("doc") == "A summary."
+    first.keep_only([])
+    assert second.get("doc") is None

@@ -76,7 +76,11 @@ def documents_named(question: str, documents: list[Document]) -> list[Document] 
 
 
 def sections(text: str, max_chars: int) -> list[str]:
-    """`text` cut at sentence ends into pieces of at most about `max_chars` (a longer sentence is its own piece)."""
+    """`text` cut at sentence ends into pieces of at most `max_chars`.
+
+    A sentence longer than that (a table or a PDF page without stops) is cut every `max_chars`, so no
+    piece outgrows the model's context.
+    """
     pieces: list[str] = []
     start = end = 0
     for sentence_start, sentence_end in split_sentences(text):
@@ -86,7 +90,7 @@ def sections(text: str, max_chars: int) -> list[str]:
         end = sentence_end
     if end > start:
         pieces.append(text[start:end])
-    return pieces
+    return [piece[i : i + max_chars] for piece in pieces for i in range(0, len(piece), max_chars)]
 
 
 class SummaryCache:
@@ -98,6 +102,7 @@ class SummaryCache:
         self.model = f"{model} {hashlib.sha256(SUMMARY_PROMPT.encode()).hexdigest()[:12]}"
         self.section_chars = section_chars
         self._lock = threading.Lock()
+        self._loaded: tuple[tuple[int, int], dict[str, dict[str, str]]] | None = None
 
     def get(self, doc_id: str) -> str | None:
         entry = self._read().get(doc_id)
@@ -131,10 +136,19 @@ class SummaryCache:
             self._write({}, keep=set(doc_ids))
 
     def _read(self) -> dict[str, dict[str, str]]:
+        """The kept entries, parsed again only when the file changed (another process may write it)."""
         try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}  # none yet, or a file damaged by hand: summaries are re-made, nothing else is lost
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return {}
+        version = (stat.st_mtime_ns, stat.st_size)
+        if self._loaded is None or self._loaded[0] != version:
+            try:
+                entries = json.loads(self.path.read_text(encoding="utf-8"))
+            except (FileNotFoundError, json.JSONDecodeError):
+                entries = {}  # a file damaged by hand: summaries are re-made, nothing else is lost
+            self._loaded = (version, entries)
+        return dict(self._loaded[1])
 
     def _write(self, new: dict[str, str], keep: set[str] | None = None) -> None:
         with self._lock:
