@@ -27,7 +27,8 @@ from rag.types import Answer, AnswerStyle, Turn
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings(**({"generator_model": args.model} if getattr(args, "model", None) else {}))
+        overrides = {"generator_model": getattr(args, "model", None), "store": getattr(args, "store", None)}
+        settings = Settings(**{k: v for k, v in overrides.items() if v})
         return args.run(Assistant(settings), args)
     except (QuestionError, EvalSetError, ModelError, IndexStoreError, FileNotFoundError, ValueError) as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
@@ -49,7 +50,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write each new or changed document's summary now (else on the first summary question)",
     )
+    index.add_argument(
+        "--store", choices=["local", "postgres"], help="where the index lives (setting `store`; postgres: database_url)"
+    )
     index.set_defaults(run=_index)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="copy the local index (index_dir) into the PostgreSQL database (database_url), vectors as they are",
+    )
+    migrate.set_defaults(run=_migrate)
 
     docs = commands.add_parser("docs", help="list the indexed documents")
     docs.set_defaults(run=_docs)
@@ -126,6 +136,26 @@ def _index(assistant: Assistant, args: argparse.Namespace) -> int:
         started = time.perf_counter()
         written = assistant.summarize_documents(progress=True)
         print(f"Summaries: {written} written in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _migrate(assistant: Assistant, args: argparse.Namespace) -> int:
+    settings = assistant.settings
+    if settings.database_url is None:
+        raise ValueError("rag migrate copies into the database at database_url; set RAG_DATABASE_URL=postgresql://...")
+    from rag.store.local import LocalStore
+    from rag.store.postgres import PostgresStore
+
+    started = time.perf_counter()
+    local = LocalStore(settings.index_dir, assistant.embedder)
+    snapshot = local.snapshot()
+    target = PostgresStore(settings.database_url.get_secret_value(), assistant.embedder)
+    written = target.copy_from(snapshot.chunk_groups(), snapshot.manifest.chunk_config, len(snapshot.documents))
+    print(
+        f"Migrated {len(snapshot.documents)} documents, {written} chunks (no re-embedding) from {settings.index_dir} "
+        f'in {time.perf_counter() - started:.1f} s; use it with store = "postgres"',
+        file=sys.stderr,
+    )
     return 0
 
 

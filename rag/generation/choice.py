@@ -136,7 +136,13 @@ def build_engine(name: str, settings: Settings, max_new_tokens: int | None = Non
             lookup_tokens(name, settings),
             fast_dtype(settings.generator_dtype),
         )
-    raise ValueError(f"unknown generation engine {name!r}; choose from {', '.join(ENGINES)}")
+    if name == "openai":
+        from rag.generation.openai_compatible import OpenAIEngine
+
+        assert settings.engine_url is not None  # Settings refuses openai without one
+        key = settings.engine_api_key.get_secret_value() if settings.engine_api_key else None
+        return OpenAIEngine(settings.engine_url, settings.engine_model, key, new_tokens)
+    raise ValueError(f"unknown generation engine {name!r}; choose from {', '.join((*ENGINES, 'openai'))}")
 
 
 def lookup_tokens(engine: str, settings: Settings) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,7 +35,7 @@ from rag.serving.pages import pages_router
 from rag.serving.service import AnswerService, Busy
 from rag.serving.ui import CSS, JS, STATIC, THEME, build_ui
 from rag.settings import Settings, get_settings
-from rag.store.base import IndexStoreError
+from rag.store.base import IndexLockedError, IndexStoreError
 
 
 def create_app(assistant: Assistant) -> FastAPI:
@@ -121,21 +122,55 @@ def prepared_assistant(settings: Settings) -> Assistant:
     assistant = Assistant(settings)
     if not assistant.store.is_built():
         print(f"rag: no index yet; indexing {settings.default_corpus}/ first", file=sys.stderr)
-        report = assistant.index(progress=True)
-        for error in report.errors:
-            print(f"rag: skipped {error}", file=sys.stderr)
+        try:
+            report = assistant.index(progress=True)
+        except IndexLockedError:
+            _wait_for_index(assistant)  # another replica is building the shared index: it is not built twice
+        else:
+            for error in report.errors:
+                print(f"rag: skipped {error}", file=sys.stderr)
     assistant.warm_up()
     return assistant
+
+
+def _wait_for_index(assistant: Assistant, timeout_s: float = 3600.0) -> None:
+    print("rag: another process is building the index; waiting for it", file=sys.stderr)
+    deadline = time.monotonic() + timeout_s
+    while not assistant.store.is_built():
+        if time.monotonic() > deadline:
+            raise IndexStoreError(f"the index was not built by the other process within {timeout_s:.0f} s")
+        time.sleep(1.0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="app.py", description="Serve the chat UI, the API and the widget.")
     parser.add_argument("--host", help="address to listen on (setting `host`, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (setting `port`, default 7860)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="app processes on the one port, each a stateless replica (needs store = postgres and "
+        "generator_engine = openai: in-process engines would load the model once per worker)",
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = settings.model_copy(update=overrides)
+    if args.workers > 1:
+        if settings.store != "postgres" or settings.generator_engine != "openai":
+            print('rag: error: --workers needs store = "postgres" and generator_engine = "openai"', file=sys.stderr)
+            return 2
+        print(f"rag: {args.workers} workers serving on http://{settings.host}:{settings.port}/", file=sys.stderr)
+        uvicorn.run(
+            "rag.serving.app:replica_app",
+            factory=True,
+            workers=args.workers,
+            host=settings.host,
+            port=settings.port,
+            timeout_graceful_shutdown=3,
+        )
+        return 0
     try:
         assistant = prepared_assistant(settings)
     except (ModelError, IndexStoreError) as exc:
@@ -144,3 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"rag: serving on http://{settings.host}:{settings.port}/ (API docs at /docs)", file=sys.stderr)
     uvicorn.run(create_app(assistant), host=settings.host, port=settings.port, timeout_graceful_shutdown=3)
     return 0
+
+
+def replica_app() -> FastAPI:
+    """One worker of `app.py --workers N`, with the settings of the environment and rag.toml."""
+    return create_app(prepared_assistant(get_settings()))

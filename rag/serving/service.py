@@ -2,7 +2,9 @@
 
 A 2-core CPU has room for one generation at a time, so every answer (from the UI, the API, the
 widget or `gradio_client`) and every upload waits for its turn here; a bounded number may wait,
-and a caller whose client went away (its `cancel` set) leaves the line or stops generating.
+and a caller whose client went away (its `cancel` set) leaves the line or stops generating. With a
+model server (the openai engine) the line has `max_concurrent_generations` places instead of one:
+the bound on what this process asks of the server at once.
 """
 
 from __future__ import annotations
@@ -48,7 +50,10 @@ class AnswerService:
     def __init__(self, assistant: Assistant) -> None:
         self.assistant = assistant
         self.upload_dir = assistant.settings.upload_dir
-        self._turn = threading.Lock()  # not an RLock: Gradio may resume a generator on another thread
+        settings = assistant.settings
+        places = settings.max_concurrent_generations if settings.generator_engine == "openai" else 1
+        # a semaphore, not a lock: Gradio may resume a generator (and release its turn) on another thread
+        self._turn = threading.BoundedSemaphore(places)
         self._waiting = 0
         self._waiting_lock = threading.Lock()
 

@@ -1,7 +1,8 @@
 """The index store: where documents, chunks and their vectors live, and how they are searched.
 
 `base.IndexStore` is the interface the pipeline uses (sync, search, documents); each backend is one
-module: `local` keeps FAISS and bm25s files in atomically switched generations under `index_dir`.
+module: `local` keeps FAISS and bm25s files in atomically switched generations under `index_dir`;
+`postgres` keeps everything in PostgreSQL with pgvector, shared by every app replica.
 To add a store, subclass `IndexStore` in a module of its own and construct it in `create_store`.
 `dense` chooses the FAISS index (exact or IVF) and `bm25` is the lexical side every store shares.
 """
@@ -18,6 +19,17 @@ if TYPE_CHECKING:
 
 def create_store(settings: Settings, embedder: Embedder) -> IndexStore:
     """The configured store, not yet loaded (it reads its index on first use)."""
+    if settings.store == "postgres":
+        from rag.store.postgres import PostgresStore
+
+        assert settings.database_url is not None  # Settings refuses postgres without one
+        return PostgresStore(
+            settings.database_url.get_secret_value(),
+            embedder,
+            settings.bm25_k1,
+            settings.bm25_b,
+            settings.hnsw_ef_search,
+        )
     from rag.store.local import LocalStore
 
     return LocalStore(

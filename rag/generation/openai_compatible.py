@@ -1,0 +1,146 @@
+"""The OpenAI-compatible engine: generation on a model server the team already runs.
+
+vLLM, llama.cpp's server, TGI and Ollama all serve `/v1/chat/completions`; the official `openai` client
+speaks to any of them. The prompt's messages go as they are, the fixed system prompt first, so a server
+with a prefix cache (vLLM, llama.cpp) reuses its keys and values across questions. Decoding is greedy
+(temperature 0). A cancelled answer closes the stream, which makes these servers stop generating.
+
+The yes/no checks need log P(yes) - log P(no) of the first reply token: from `top_logprobs` where the
+server gives them; where it does not, from a one-token reply ("yes" or "no"), which is a verdict without
+a margin (`yes_no_method` says which one is used). The model server, not this process, holds the model,
+so the answer service lets several answers run at once (`max_concurrent_generations`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any, Literal
+
+import httpx
+import openai
+
+from rag.generation.base import GenerationEngine
+from rag.models import ModelError
+from rag.types import Prompt
+
+TOP_LOGPROBS = 20
+# The log-odds a one-token "yes" or "no" reply stands for, where the server gives no logprobs: beyond the
+# margins the checks compare against, so the verdict counts, without pretending to a measured confidence.
+REPLY_LOG_ODDS = 8.0
+CHARS_PER_TOKEN = 4  # for servers without a tokenize endpoint: only tokens/s figures use the count
+
+
+class OpenAIEngine(GenerationEngine):
+    """A client of one model on one server; cheap to construct, `load` checks the server and the model."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        api_key: str | None,
+        max_new_tokens: int,
+        timeout_s: float = 120.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.model = model
+        self.max_new_tokens = max_new_tokens
+        self.timeout_s = timeout_s
+        self._api_key = api_key
+        self.yes_no_method: Literal["logprobs", "reply"] | None = None  # found on the first yes/no question
+
+    @cached_property
+    def _client(self) -> openai.OpenAI:
+        # the local servers need no key, but the client insists on one
+        return openai.OpenAI(base_url=self.url, api_key=self._api_key or "none", timeout=self.timeout_s, max_retries=1)
+
+    def load(self) -> None:
+        """Fail at start, with the address, if the server is down or does not serve `model`."""
+        try:
+            served = [m.id for m in self._client.models.list()]
+        except openai.APIError as exc:
+            raise ModelError(f"the model server at {self.url} did not answer ({exc}); is it running?") from exc
+        if served and self.model not in served:
+            raise ModelError(f"the model server at {self.url} serves {', '.join(served)}, not {self.model!r}")
+
+    def stream(self, prompt: Prompt, cancel: threading.Event | None = None) -> Iterator[str]:
+        with self._completion(prompt, prompt.max_new_tokens or self.max_new_tokens, stream=True) as reply:
+            for chunk in reply:
+                if cancel is not None and cancel.is_set():
+                    break  # leaving the block closes the stream: the server stops generating
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+
+    def yes_log_odds(self, prompt: Prompt) -> float:
+        if self.yes_no_method != "reply":
+            reply = self._completion(prompt, 1, logprobs=True, top_logprobs=TOP_LOGPROBS)
+            odds = _log_odds(reply)
+            if odds is not None:
+                self.yes_no_method = "logprobs"
+                return odds
+            self.yes_no_method = "reply"
+            text = reply.choices[0].message.content or ""
+        else:
+            text = self._completion(prompt, 1).choices[0].message.content or ""
+        word = text.strip().lower()
+        return REPLY_LOG_ODDS if word.startswith("yes") else -REPLY_LOG_ODDS if word.startswith("no") else 0.0
+
+    def count_tokens(self, text: str) -> int:
+        """The server's own count where it has llama-cpp-python's endpoint, else an estimate (4 characters)."""
+        try:
+            response = httpx.post(
+                f"{self.url.removesuffix('/v1')}/extras/tokenize/count",
+                json={"input": text},
+                headers=self._headers,
+                timeout=10,
+            )
+            if response.status_code == 200:
+                return int(response.json()["count"])
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass
+        return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+
+    def _completion(self, prompt: Prompt, max_tokens: int, **options: Any) -> Any:
+        try:
+            return self._client.chat.completions.create(
+                model=self.model,
+                messages=prompt.messages,  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+                temperature=0.0,
+                **options,
+            )
+        except openai.APIConnectionError as exc:
+            raise ModelError(f"the model server at {self.url} is unreachable ({exc})") from exc
+        except openai.APIStatusError as exc:
+            raise ModelError(f"the model server at {self.url} refused the request: {exc.message}") from exc
+
+
+def _log_odds(reply: Any) -> float | None:
+    """log P(yes) - log P(no) from the first token's top logprobs (any case or spacing); None if there are none.
+
+    A word missing from the top list is given the lowest listed logprob, an upper bound on its own.
+    """
+    logprobs = reply.choices[0].logprobs
+    if logprobs is None or not logprobs.content or not logprobs.content[0].top_logprobs:
+        return None
+    top = logprobs.content[0].top_logprobs
+    floor = min(t.logprob for t in top)
+    mass = {"yes": [], "no": []}
+    for candidate in top:
+        word = candidate.token.strip().lower()
+        if word in mass:
+            mass[word].append(candidate.logprob)
+
+    def total(word: str) -> float:
+        values = mass[word] or [floor]
+        return max(values) + math.log(sum(math.exp(v - max(values)) for v in values))
+
+    return total("yes") - total("no")
