@@ -114,7 +114,11 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="measure every stage side by side; writes docs/BENCHMARKS.md")
     bench.add_argument("--reps", type=int, default=3, help="interleaved rounds per measurement")
-    bench.add_argument("--sections", nargs="+", help="machine generation embedding retrieval end-to-end (default: all)")
+    bench.add_argument(
+        "--sections",
+        nargs="+",
+        help="machine generation embedding retrieval stores model-server replicas end-to-end (default: all)",
+    )
     bench.add_argument("--output", default="docs/BENCHMARKS.md", help="Markdown report ('-' for stdout only)")
     bench.set_defaults(run=_bench)
     return parser

@@ -131,6 +131,8 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         str(gguf),
         "--model_alias",
         settings.generator_model,
+        "--n_threads",
+        str(os.cpu_count() or 1),  # its default decodes on half the cores
     ]
     with open(log, "w") as out:
         process = subprocess.Popen(

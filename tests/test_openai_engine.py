@@ -104,3 +104,7 @@ def test_log_odds_without_logprobs_is_none_and_missing_words_get_the_lowest_list
         math.log(math.exp(-0.1) + math.exp(-3.0)) + 4.0
     )
     assert _log_odds(reply([("No", -0.2), ("Maybe", -6.0)])) == pytest.approx(-6.0 + 0.2)
+
+
+def test_without_a_tokenize_endpoint_tokens_are_estimated() -> None:
+    assert OpenAIEngine("http://127.0.0.1:9/v1", "m", None, 8).count_tokens("twelve chars") == 3

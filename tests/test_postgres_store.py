@@ -214,3 +214,23 @@ def test_replicas_see_what_any_of_them_wrote(built: PostgresStore, database_url:
     assert "memo.txt" in {d.source for d in other.documents()}
     found = other.search(["Where is the offsite?"], embedder.encode(["Where is the offsite?"]), 3)
     assert "Lisbon" in found.chunks[int(np.argmax(found.lexical[:, 0]))].text
+
+
+def test_rag_index_store_postgres_and_rag_migrate(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: Embedder
+) -> None:
+    from conftest import SEEDS
+
+    from rag.cli import main
+
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_DATABASE_URL", database_url)
+    assert main(["index", str(SEEDS)]) == 0  # the local store, as configured
+    assert main(["migrate"]) == 0
+    store = PostgresStore(database_url, embedder)
+    assert len(store.documents()) == 4
+    generation = store.generation()
+    assert main(["index", "--store", "postgres", str(SEEDS)]) == 0  # nothing changed since the migration
+    assert store.generation() == generation
+    monkeypatch.delenv("RAG_DATABASE_URL")
+    assert main(["migrate"]) == 2  # says to set it

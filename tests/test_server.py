@@ -108,7 +108,7 @@ def _events(response: httpx.Response) -> Iterator[tuple[str, dict]]:
 
 
 def test_health_and_documents(client: httpx.Client) -> None:
-    assert client.get("/healthz").json() == {"status": "ok", "documents": 4}
+    assert client.get("/healthz").json() == {"status": "ok", "documents": 4, "waiting": 0}
     documents = client.get("/api/documents").json()
     assert len(documents) == 4
     assert set(documents[0]) == {"doc_id", "title", "source", "chunks", "chars"}

@@ -53,6 +53,9 @@ def test_missing_explicit_config_is_an_error(monkeypatch: pytest.MonkeyPatch, tm
         {"generator_quantization": "int3"},
         {"embedding_dtype": "float16"},
         {"prompt_lookup_tokens": -1},
+        {"store": "postgres"},  # without database_url
+        {"generator_engine": "openai"},  # without engine_url
+        {"store": "sqlite", "database_url": "sqlite:///x"},
     ],
 )
 def test_invalid_values_are_refused(overrides: dict[str, object]) -> None:

@@ -6,6 +6,7 @@ through one is answerable from the other within seconds, and nothing is indexed 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +25,9 @@ ADMIN = "admin-secret"
 MEMO = "Offsite memo\n\nThe quarterly offsite of the platform team will be held in Lisbon, in the old tram depot.\n"
 
 
-def replica(database_url: str, model_server: str, folder: Path) -> Assistant:
+def replica(database_url: str, model_server: str, folder: Path, **overrides: object) -> Assistant:
     settings = Settings(
+        **overrides,
         index_dir=folder,
         default_corpus=SEEDS,
         store="postgres",
@@ -44,7 +46,7 @@ def team(tmp_path_factory: pytest.TempPathFactory, postgres_server: str, model_s
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute("CREATE DATABASE team")
     database_url = postgres_server.replace("/postgres?", "/team?")
-    first = replica(database_url, model_server, tmp_path_factory.mktemp("replica-a"))
+    first = replica(database_url, model_server, tmp_path_factory.mktemp("replica-a"), max_concurrent_generations=2)
     second = replica(database_url, model_server, tmp_path_factory.mktemp("replica-b"))
     with running_server(create_app(first)) as a, running_server(create_app(second)) as b:
         yield [a, b]
@@ -71,3 +73,23 @@ def test_an_upload_through_one_replica_is_answerable_from_the_other(team: list[s
     answer = httpx.post(f"{team[0]}/api/ask", json=question, timeout=300).json()
     assert "Lisbon" in answer["answer"], answer
     assert any(c["source"].endswith("memo.txt") for c in answer["citations"])
+
+
+def test_a_replica_sends_at_most_max_concurrent_generations_to_the_model_server(team: list[str]) -> None:
+    """Replica A has two places: of three questions at once, two go to the server and one waits in A's line."""
+    url = team[0]
+    statuses: list[int] = []
+    questions = ["What did Meta announce?", "Why does Zuckerberg favour open source?", "What does Altman propose?"]
+
+    def ask(question: str) -> None:
+        statuses.append(httpx.post(f"{url}/api/ask", json={"question": question}, timeout=600).status_code)
+
+    askers = [threading.Thread(target=ask, args=(q,)) for q in questions]
+    for asker in askers:
+        asker.start()
+    seen = set()
+    while any(a.is_alive() for a in askers):
+        seen.add(httpx.get(f"{url}/healthz").json()["waiting"])
+        time.sleep(0.05)
+    assert statuses == [200, 200, 200]
+    assert max(seen) == 1, seen

@@ -52,6 +52,7 @@ class OpenAIEngine(GenerationEngine):
         self.timeout_s = timeout_s
         self._api_key = api_key
         self.yes_no_method: Literal["logprobs", "reply"] | None = None  # found on the first yes/no question
+        self._server_counts = True  # until the server shows it has no tokenize endpoint
 
     @cached_property
     def _client(self) -> openai.OpenAI:
@@ -69,11 +70,14 @@ class OpenAIEngine(GenerationEngine):
 
     def stream(self, prompt: Prompt, cancel: threading.Event | None = None) -> Iterator[str]:
         with self._completion(prompt, prompt.max_new_tokens or self.max_new_tokens, stream=True) as reply:
-            for chunk in reply:
-                if cancel is not None and cancel.is_set():
-                    break  # leaving the block closes the stream: the server stops generating
-                if chunk.choices and chunk.choices[0].delta.content:
-                    yield chunk.choices[0].delta.content
+            try:
+                for chunk in reply:
+                    if cancel is not None and cancel.is_set():
+                        break  # leaving the block closes the stream: the server stops generating
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
+            except (openai.APIError, httpx.HTTPError) as exc:
+                raise ModelError(f"the model server at {self.url} broke off the answer ({exc})") from exc
 
     def yes_log_odds(self, prompt: Prompt) -> float:
         if self.yes_no_method != "reply":
@@ -91,17 +95,19 @@ class OpenAIEngine(GenerationEngine):
 
     def count_tokens(self, text: str) -> int:
         """The server's own count where it has llama-cpp-python's endpoint, else an estimate (4 characters)."""
-        try:
-            response = httpx.post(
-                f"{self.url.removesuffix('/v1')}/extras/tokenize/count",
-                json={"input": text},
-                headers=self._headers,
-                timeout=10,
-            )
-            if response.status_code == 200:
-                return int(response.json()["count"])
-        except (httpx.HTTPError, KeyError, ValueError):
-            pass
+        if self._server_counts:
+            try:
+                response = httpx.post(
+                    f"{self.url.removesuffix('/v1')}/extras/tokenize/count",
+                    json={"input": text},
+                    headers=self._headers,
+                    timeout=10,
+                )
+                if response.status_code == 200:
+                    return int(response.json()["count"])
+                self._server_counts = response.status_code not in (404, 405)
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
         return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
 
     @property

@@ -25,7 +25,7 @@ def pages_router(service: AnswerService, settings: Settings) -> APIRouter:
 
     @router.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "documents": len(service.assistant.documents())}
+        return {"status": "ok", "documents": len(service.assistant.documents()), "waiting": service.waiting}
 
     @router.get("/widget.js")
     async def widget_js() -> FileResponse:

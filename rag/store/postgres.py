@@ -7,14 +7,18 @@ interleave, and a reader (one REPEATABLE READ transaction per search) never sees
 
 Lexical search is the same BM25 as the local store's (bm25s, Lucene variant, same tokenizer), computed
 in SQL from stored postings (term, chunk, term frequency, chunk length) and per-term document
-frequencies, so both stores rank alike; PostgreSQL's own full-text ranking (ts_rank) is not BM25 and
-would rank differently (docs/BENCHMARKS.md). k1 and b apply at query time: changing them re-indexes
-nothing. Every table's name starts with `rag_`.
+frequencies, so both stores score alike; PostgreSQL's own full-text ranking (ts_rank) is not BM25 and
+would rank differently. k1 and b apply at query time: changing them re-indexes nothing. A term found in
+most chunks would make every query read all its postings, so the top k are looked for among each
+term's highest-impact postings (`POOL_PER_TERM`), then scored exactly: exact wherever a term has fewer
+postings than that, as on the seeds and SQuAD (docs/BENCHMARKS.md measures it at 100k chunks). Every
+table's name starts with `rag_`.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -45,6 +49,10 @@ FORMAT_VERSION = 1
 # pg_try_advisory_xact_lock key: "rag" in ASCII, the same for every writer of the database
 WRITER_LOCK = 0x726167
 COPY_BATCH = 2000  # rows per COPY round while writing, with a progress bar per batch
+# BM25 top-k without reading every posting of a common term: each query term's postings with the highest
+# impact (its BM25 weight in the chunk, as of writing) are the pool, scored exactly; at least this many
+# per term, and 10 per result asked for.
+POOL_PER_TERM = 200
 
 _SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS vector;
@@ -77,18 +85,26 @@ CREATE TABLE IF NOT EXISTS rag_chunks (
     embedding vector({dim}) NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rag_chunks_source ON rag_chunks (source);
-CREATE INDEX IF NOT EXISTS rag_chunks_embedding ON rag_chunks USING hnsw (embedding vector_cosine_ops)
-    WITH (m = {hnsw_m}, ef_construction = {hnsw_ef_construction});
+{hnsw_index};
 CREATE TABLE IF NOT EXISTS rag_postings (
     term text NOT NULL,
     row bigint NOT NULL REFERENCES rag_chunks ON DELETE CASCADE,
     tf int NOT NULL,
     length int NOT NULL,
+    impact real NOT NULL,
     PRIMARY KEY (term, row)
 );
 CREATE INDEX IF NOT EXISTS rag_postings_row ON rag_postings (row);
+CREATE INDEX IF NOT EXISTS rag_postings_impact ON rag_postings (term, impact DESC);
 CREATE TABLE IF NOT EXISTS rag_terms (term text PRIMARY KEY, df int NOT NULL);
 """
+_HNSW_INDEX = (
+    "CREATE INDEX IF NOT EXISTS rag_chunks_embedding ON rag_chunks USING hnsw (embedding vector_cosine_ops) "
+    "WITH (m = {hnsw_m}, ef_construction = {hnsw_ef_construction})"
+)
+# Building the indexes once over loaded rows (the HNSW graph above all) is several times faster than
+# growing them row by row (pgvector's advice); the build's memory, per pgvector, should hold the graph.
+BULK_BUILD_MEMORY = "1GB"
 _TABLES = ("rag_postings", "rag_terms", "rag_chunks", "rag_documents", "rag_manifest")
 
 
@@ -214,9 +230,13 @@ class PostgresStore(IndexStore):
                 if not terms:
                     continue
                 cur.execute(
-                    self._bm25_sql("ORDER BY score DESC LIMIT %(k)s"),
-                    self._bm25_params(terms, term_weights, manifest) | {"k": k},
+                    "SELECT DISTINCT p.row FROM unnest(%s::text[]) AS t(term) CROSS JOIN LATERAL "
+                    "(SELECT row FROM rag_postings WHERE term = t.term ORDER BY impact DESC LIMIT %s) p",
+                    (terms, max(POOL_PER_TERM, 10 * k)),
                 )
+                pool = [r for (r,) in cur.fetchall()]
+                params = self._bm25_params(terms, term_weights, manifest) | {"rows": pool, "k": k}
+                cur.execute(self._bm25_sql("ORDER BY score DESC LIMIT %(k)s", "WHERE p.row = ANY(%(rows)s)"), params)
                 top = cur.fetchall()
                 found.update(r for r, _ in top)
                 lexical_best[q] = top[0][1] if top else 0.0
@@ -382,8 +402,9 @@ class PostgresStore(IndexStore):
         This is `rag migrate`: a local index moved into the database keeps its vectors. Returns the chunks written.
         """
         with self._writing(rebuild=True) as (cur, manifest):
-            cur.execute("SELECT source FROM rag_documents")
-            self._delete(cur, [s for (s,) in cur.fetchall()])
+            # readers wait for the commit (TRUNCATE locks the tables), then see the new index whole
+            cur.execute("TRUNCATE rag_postings, rag_chunks, rag_documents, rag_terms")
+            cur.execute("DROP INDEX rag_chunks_embedding, rag_postings_row, rag_postings_impact")
             written = 0
             batch: list[_Entry] = []
             with tqdm(total=total, unit="doc", desc="copying documents") as bar:
@@ -395,6 +416,9 @@ class PostgresStore(IndexStore):
                         batch = []
                 written += self._insert(cur, batch, progress=False)
                 bar.update(len(batch))
+            print(f"building the HNSW index over {written:,} vectors ...", file=sys.stderr)
+            cur.execute(f"SET LOCAL maintenance_work_mem = '{BULK_BUILD_MEMORY}'")
+            cur.execute(_SCHEMA.format(dim=self.embedder.dim, hnsw_index=self._hnsw_index()))  # the indexes dropped
             self._write_manifest(cur, chunk_config, manifest)
         return written
 
@@ -412,12 +436,11 @@ class PostgresStore(IndexStore):
             if manifest is not None and rebuild and manifest.dimension != self.embedder.dim:
                 cur.execute("DROP TABLE IF EXISTS " + ", ".join(_TABLES))
                 manifest = None
-            cur.execute(
-                _SCHEMA.format(
-                    dim=self.embedder.dim, hnsw_m=self.hnsw_m, hnsw_ef_construction=self.hnsw_ef_construction
-                )
-            )
+            cur.execute(_SCHEMA.format(dim=self.embedder.dim, hnsw_index=self._hnsw_index()))
             yield cur, manifest
+
+    def _hnsw_index(self) -> str:
+        return _HNSW_INDEX.format(hnsw_m=self.hnsw_m, hnsw_ef_construction=self.hnsw_ef_construction)
 
     def _delete(self, cur: psycopg.Cursor, sources: list[str]) -> None:
         """Drop documents (their chunks and postings cascade), taking their terms out of the frequencies."""
@@ -436,13 +459,15 @@ class PostgresStore(IndexStore):
         """Documents, chunks with vectors, postings and term frequencies, by COPY; returns the chunks written."""
         if not entries:
             return 0
-        cur.execute("SELECT coalesce(max(row), 0) FROM rag_chunks")
-        next_row = cur.fetchone()[0] + 1
+        cur.execute("SELECT coalesce(max(row), 0), count(*), coalesce(sum(length), 0) FROM rag_chunks")
+        last_row, stored_chunks, stored_tokens = cur.fetchone()
+        next_row = last_row + 1
         with cur.copy("COPY rag_documents (source, doc_id, title, text) FROM STDIN") as copy:
             for e in entries:
                 copy.write_row((e.document.source, e.document.doc_id, e.document.title, e.document.text))
         chunks = [(e.document.source, c, v) for e in entries for c, v in zip(e.chunks, e.vectors, strict=True)]
         tokens = bm25_tokenize([c.text for _, c, _ in chunks])
+        average = (stored_tokens + sum(map(len, tokens))) / max(stored_chunks + len(chunks), 1) or 1.0
         document_frequency: Counter[str] = Counter()
         bar = tqdm(total=len(chunks), unit="chunk", desc="writing chunks", disable=not progress)
         for start in range(0, len(chunks), COPY_BATCH):
@@ -464,12 +489,13 @@ class PostgresStore(IndexStore):
                             vector,
                         )
                     )
-            with cur.copy("COPY rag_postings (term, row, tf, length) FROM STDIN") as copy:
+            with cur.copy("COPY rag_postings (term, row, tf, length, impact) FROM STDIN") as copy:
                 for i in batch:
                     counts = Counter(tokens[i])
                     document_frequency.update(counts.keys())
+                    norm = self.k1 * (1 - self.b + self.b * len(tokens[i]) / average)
                     for term, tf in counts.items():
-                        copy.write_row((term, next_row + i, tf, len(tokens[i])))
+                        copy.write_row((term, next_row + i, tf, len(tokens[i]), tf / (tf + norm)))
             bar.update(len(batch))
         bar.close()
         terms = sorted(document_frequency)

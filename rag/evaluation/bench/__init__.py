@@ -4,7 +4,8 @@ Variants are interleaved (A, B, A, B, ...) so that a machine whose load changes 
 them alike; results are ratios to the baseline plus medians with [min, max]. On a CPU with bf16
 instructions the engine, embedding and end-to-end sections run again in a fresh process that emulates a
 CPU without them, so one report shows both kinds of machine. One module per section: `machine`,
-`generation`, `embedding`, `retrieval`, `end_to_end`; `report` holds what they share.
+`generation`, `embedding`, `retrieval`, `stores`, `model_server`, `replicas`, `end_to_end`; `report` holds
+what they share.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from rag.evaluation.bench.embedding import embedding
 from rag.evaluation.bench.end_to_end import end_to_end
 from rag.evaluation.bench.generation import generation
 from rag.evaluation.bench.machine import machine
+from rag.evaluation.bench.model_server import model_server
+from rag.evaluation.bench.replicas import replicas
 from rag.evaluation.bench.report import Report
 from rag.evaluation.bench.retrieval import SYNTHETIC_SIZES, retrieval
+from rag.evaluation.bench.stores import stores
 from rag.settings import Settings
 
-SECTIONS = ("machine", "generation", "embedding", "retrieval", "end-to-end")
+SECTIONS = ("machine", "generation", "embedding", "retrieval", "stores", "model-server", "replicas", "end-to-end")
 
 
 def run_bench(
@@ -57,10 +61,16 @@ def run_bench(
             generation(report, settings, reps, measured)
         if "embedding" in sections:
             embedding(report, settings, reps, emulate)
+        if "model-server" in sections:
+            model_server(report, settings, reps)
         if "end-to-end" in sections:
             end_to_end(report, settings, reps, emulate)
     if "retrieval" in sections:
         retrieval(report, settings, sizes)
+    if "stores" in sections:
+        stores(report, settings)
+    if "replicas" in sections:
+        replicas(report, settings)
     text = "\n".join(report.lines).rstrip() + "\n"
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,109 @@
+"""The model-server path: what reaching llama.cpp over the OpenAI API costs against running it in-process.
+
+The same GGUF, the Assistant's own prompts: the local llama.cpp engine and the openai engine talking to
+llama-cpp-python's server on loopback (started for the run, or `engine_url` if set), interleaved, the
+first round a warm-up. Only one of them runs at a time, so the server's threads and ours never compete.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from rag.assistant import Assistant
+from rag.evaluation.bench.generation import GENERATION_QUESTIONS, _timed, assistant_prompts
+from rag.evaluation.bench.report import Report, Series
+from rag.generation.llamacpp import LlamaCppEngine
+from rag.generation.openai_compatible import OpenAIEngine
+from rag.models import generator_gguf
+from rag.settings import Settings
+
+
+def model_server(report: Report, settings: Settings, reps: int) -> None:
+    assistant = Assistant(settings)
+    prompts = assistant_prompts(assistant, GENERATION_QUESTIONS)
+    local = LlamaCppEngine(settings.generator_model, settings.cache_dir, settings.max_new_tokens, settings.threads)
+    local.load()
+    first = {"llama.cpp in-process": Series(), "openai engine → llama.cpp server": Series()}
+    total = {name: Series() for name in first}
+    same = 0
+    with _server(settings) as (url, where):
+        remote = OpenAIEngine(url, settings.engine_model, None, settings.max_new_tokens)
+        remote.load()
+        for rep in range(reps + 1):
+            for prompt in prompts:
+                texts = []
+                for name, engine in zip(first, (local, remote), strict=True):
+                    run, text = _timed(engine.stream(prompt), engine)
+                    texts.append(text.strip())
+                    if rep:
+                        first[name].values.append(run["first"] * 1000)
+                        total[name].values.append(run["total"])
+                same += rep == reps and texts[0] == texts[1]
+    base = first["llama.cpp in-process"].median
+    report.add(
+        "## Generation on a model server",
+        "",
+        f"The packaged GGUF in-process (llama.cpp engine) against the openai engine on {where}, on the "
+        f"Assistant's prompts for {len(prompts)} questions, {reps} interleaved rounds after a warm-up. The server "
+        "reuses the prompt prefix it evaluated last (llama-cpp-python's cache); the in-process engine keeps the "
+        f"system prompt's state. Same answer text on {same} of {len(prompts)} prompts.",
+        "",
+    )
+    report.table(
+        ["engine", "first token (ms)", "added to first token (ms)", "whole answer (s)"],
+        [[name, first[name].cell(0), f"{first[name].median - base:+.0f}", total[name].cell(2)] for name in first],
+    )
+
+
+@contextmanager
+def _server(settings: Settings) -> Iterator[tuple[str, str]]:
+    if settings.engine_url:
+        yield settings.engine_url, f"the configured server at {settings.engine_url}"
+        return
+    gguf = generator_gguf(settings.generator_model, settings.cache_dir)
+    if gguf is None:
+        raise ValueError(f"{settings.generator_model} has no GGUF to serve")
+    threads = settings.threads or os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as folder:
+        with socket.socket() as probe:  # a free loopback port
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--model_alias",
+            settings.engine_model,
+        ]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--flash_attn", "true"]
+        command += ["--n_threads", str(threads)]  # its default is half the cores for decoding
+        with open(Path(folder, "server.log"), "w") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/v1"
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = Path(folder, "server.log").read_text()[-1000:]
+                    raise RuntimeError(f"the llama.cpp server did not start: {tail}")
+                try:
+                    if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            yield url, "llama-cpp-python's server (0.3.36) on 127.0.0.1, started for the run"
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
