@@ -111,47 +111,12 @@ def database_url(postgres_server: str) -> str:
 @pytest.fixture(scope="session")
 def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real llama.cpp model server (llama-cpp-python's) with the packaged GGUF, on loopback; yields its /v1 URL."""
-    import subprocess
-    import sys
-
-    import httpx
-
+    from rag.evaluation.bench.model_server import llama_cpp_server
     from rag.models import generator_gguf
 
     settings = Settings()
     gguf = generator_gguf(settings.generator_model, settings.cache_dir)
     assert gguf is not None
-    port = free_port()
     log = tmp_path_factory.mktemp("model-server") / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(gguf),
-        "--model_alias",
-        settings.generator_model,
-        "--n_threads",
-        str(os.cpu_count() or 1),  # its default decodes on half the cores
-    ]
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--flash_attn", "true"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
-    while True:
-        assert process.poll() is None, f"the model server exited: {log.read_text()[-2000:]}"
-        assert time.monotonic() < deadline, "the model server did not start in 180 s"
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    try:
+    with llama_cpp_server(gguf, settings.generator_model, os.cpu_count() or 1, log) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rag.embedding.embedder import Embedder
 from rag.types import Chunk, Document
 
 
@@ -72,6 +73,62 @@ class Candidates:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+@dataclass
+class StoreEntry:
+    """One document on its way into a store, with its chunks and their vectors (None: to be chunked and embedded)."""
+
+    document: Document
+    chunks: list[Chunk]
+    vectors: np.ndarray | None
+
+
+def by_source(documents: Iterable[Document]) -> dict[str, Document]:
+    """The documents of a sync by source; two with one source would overwrite each other, so they are refused."""
+    incoming: dict[str, Document] = {}
+    for doc in documents:
+        if doc.source in incoming:
+            raise ValueError(f"two documents have the same source {doc.source!r}")
+        incoming[doc.source] = doc
+    return incoming
+
+
+def embed_entries(entries: Iterable[StoreEntry], chunker: SupportsSplit, embedder: Embedder, progress: bool) -> int:
+    """Chunk and embed every entry lacking vectors, in one batch; returns how many chunks were embedded.
+
+    Citations show `text[start:end]` of the stored document, so a chunker that breaks this is refused.
+    """
+    pending = [e for e in entries if e.vectors is None]
+    for entry in pending:
+        entry.chunks = chunker.split(entry.document)
+        for chunk in entry.chunks:
+            if chunk.doc_id != entry.document.doc_id or entry.document.text[chunk.start : chunk.end] != chunk.text:
+                raise ValueError(f"chunk {chunk.chunk_id} of {entry.document.source} does not match its document span")
+    texts = [c.text for e in pending for c in e.chunks]
+    vectors = embedder.encode(texts, progress=progress)
+    start = 0
+    for entry in pending:
+        entry.vectors = vectors[start : start + len(entry.chunks)]
+        start += len(entry.chunks)
+    return len(texts)
+
+
+def check_compatible(
+    index: str, format_version: int, current_version: int, model: str, dim: int, embedder: Embedder
+) -> None:
+    """Refuse an index of another format or embedding model (its vectors are not comparable), saying what to run."""
+    if format_version != current_version:
+        raise IndexMismatchError(
+            f"{index} has format version {format_version}, this version of rag reads version {current_version}; "
+            "run `rag index --rebuild` to rebuild it"
+        )
+    if model != embedder.model_name or dim != embedder.dim:
+        raise IndexMismatchError(
+            f"{index} was built with embedding model {model!r} ({dim}-d) but the configured embedding model is "
+            f"{embedder.model_name!r} ({embedder.dim}-d); run `rag index --rebuild` to re-embed the documents with "
+            f"{embedder.model_name!r}"
+        )
 
 
 class IndexStore(ABC):

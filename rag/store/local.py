@@ -29,12 +29,15 @@ from rag.embedding.embedder import Embedder
 from rag.store.base import (
     Candidates,
     IndexLockedError,
-    IndexMismatchError,
     IndexMissingError,
     IndexStore,
     IndexStoreError,
+    StoreEntry,
     SupportsSplit,
     SyncReport,
+    by_source,
+    check_compatible,
+    embed_entries,
 )
 from rag.store.bm25 import bm25_scores, build_bm25
 from rag.store.dense import build_dense_index, set_nprobe
@@ -118,13 +121,6 @@ class IndexSnapshot:
             end = start + entry.chunks
             yield doc, list(self.chunks[start:end]), self.vectors[start:end]
             start = end
-
-
-@dataclass
-class _Entry:
-    document: Document
-    chunks: list[Chunk]
-    vectors: np.ndarray | None  # None: must be (re-)chunked and embedded
 
 
 class LocalStore(IndexStore):
@@ -244,18 +240,15 @@ class LocalStore(IndexStore):
             ) from exc
 
     def _check_compatible(self, manifest: Manifest) -> None:
-        if manifest.format_version != FORMAT_VERSION:
-            raise IndexMismatchError(
-                f"the index in {self.index_dir} has format version {manifest.format_version}, this version of rag "
-                f"reads version {FORMAT_VERSION}; run `rag index --rebuild` to rebuild it"
-            )
-        model = self.embedder.model_name
-        if manifest.embedding_model != model or manifest.dimension != self.embedder.dim:
-            raise IndexMismatchError(
-                f"the index in {self.index_dir} was built with embedding model {manifest.embedding_model!r} "
-                f"({manifest.dimension}-d) but the configured embedding model is {model!r} ({self.embedder.dim}-d); "
-                f"run `rag index --rebuild` to re-embed the documents with {model!r}"
-            )
+        m = manifest
+        check_compatible(
+            f"the index in {self.index_dir}",
+            m.format_version,
+            FORMAT_VERSION,
+            m.embedding_model,
+            m.dimension,
+            self.embedder,
+        )
 
     def _read_generation(self, name: str) -> IndexSnapshot:
         path = self.index_dir / name
@@ -293,11 +286,7 @@ class LocalStore(IndexStore):
         `rebuild` ignores the stored vectors and model; new BM25 parameters or a new title rewrite the
         index without re-embedding anything.
         """
-        incoming: dict[str, Document] = {}
-        for doc in documents:
-            if doc.source in incoming:
-                raise ValueError(f"two documents have the same source {doc.source!r}")
-            incoming[doc.source] = doc
+        incoming = by_source(documents)
         keep = set(keep_sources)
         report = SyncReport()
 
@@ -306,7 +295,7 @@ class LocalStore(IndexStore):
             previous, stored = self._previous_entries(rebuild)
             reusable = stored is not None and stored.chunk_config == chunk_config
             bm25_current = stored is not None and stored.bm25 == self.bm25_params
-            entries: dict[str, _Entry] = {}
+            entries: dict[str, StoreEntry] = {}
             for source, doc in incoming.items():
                 old = previous.get(source)
                 if old is None:
@@ -315,13 +304,13 @@ class LocalStore(IndexStore):
                     report.changed.append(source)
                 elif old.document.title != doc.title:  # same text, better title: nothing to re-embed
                     report.retitled.append(source)
-                    entries[source] = _Entry(doc, old.chunks, old.vectors)
+                    entries[source] = StoreEntry(doc, old.chunks, old.vectors)
                     continue
                 else:
                     report.unchanged.append(source)
                     entries[source] = old
                     continue
-                entries[source] = _Entry(doc, [], None)
+                entries[source] = StoreEntry(doc, [], None)
             for source, old in previous.items():
                 if source in incoming:
                     continue
@@ -334,8 +323,8 @@ class LocalStore(IndexStore):
             if reusable and bm25_current and not (report.added or report.changed or report.retitled or report.removed):
                 return report
             if not reusable:
-                entries = {s: _Entry(e.document, [], None) for s, e in entries.items()}
-            report.embedded_chunks = self._embed(entries.values(), chunker, progress)
+                entries = {s: StoreEntry(e.document, [], None) for s, e in entries.items()}
+            report.embedded_chunks = embed_entries(entries.values(), chunker, self.embedder, progress)
             snapshot = self._write_generation([entries[s] for s in sorted(entries)], chunk_config, progress)
             self._snapshot = snapshot
         return report
@@ -350,7 +339,7 @@ class LocalStore(IndexStore):
         """
         with self._writer():
             self._remove_generations(except_for=self._current_name())
-            items = sorted((_Entry(d, list(c), v) for d, c, v in entries), key=lambda e: e.document.source)
+            items = sorted((StoreEntry(d, list(c), v) for d, c, v in entries), key=lambda e: e.document.source)
             self._snapshot = self._write_generation(items, chunk_config, progress=total > 1000)
         return len(self._snapshot.chunks)
 
@@ -371,7 +360,7 @@ class LocalStore(IndexStore):
                 finally:
                     fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _previous_entries(self, rebuild: bool) -> tuple[dict[str, _Entry], Manifest | None]:
+    def _previous_entries(self, rebuild: bool) -> tuple[dict[str, StoreEntry], Manifest | None]:
         """Stored documents by source, and the manifest saying how they were indexed (None: not reusable).
 
         On rebuild the old index may be from another model or corrupt: only its documents are
@@ -385,26 +374,15 @@ class LocalStore(IndexStore):
                 docs = [Document(**r) for r in _read_jsonl(self.index_dir / name / DOCUMENTS)]
             except (OSError, ValueError, TypeError):
                 return {}, None
-            return {d.source: _Entry(d, [], None) for d in docs}, None
+            return {d.source: StoreEntry(d, [], None) for d in docs}, None
         snap = self._snapshot if self._snapshot is not None and self._snapshot.generation == name else None
         snap = snap or self._read_generation(name)
-        entries = {doc.source: _Entry(doc, chunks, vectors) for doc, chunks, vectors in snap.chunk_groups()}
+        entries = {doc.source: StoreEntry(doc, chunks, vectors) for doc, chunks, vectors in snap.chunk_groups()}
         return entries, snap.manifest
 
-    def _embed(self, entries: Iterable[_Entry], chunker: SupportsSplit, progress: bool) -> int:
-        """Chunk and embed every entry lacking vectors, in one batch; returns how many chunks were embedded."""
-        pending = [e for e in entries if e.vectors is None]
-        for entry in pending:
-            entry.chunks = _checked_chunks(entry.document, chunker.split(entry.document))
-        texts = [c.text for e in pending for c in e.chunks]
-        vectors = self.embedder.encode(texts, progress=progress)
-        start = 0
-        for entry in pending:
-            entry.vectors = vectors[start : start + len(entry.chunks)]
-            start += len(entry.chunks)
-        return len(texts)
-
-    def _write_generation(self, entries: list[_Entry], chunk_config: dict[str, Any], progress: bool) -> IndexSnapshot:
+    def _write_generation(
+        self, entries: list[StoreEntry], chunk_config: dict[str, Any], progress: bool
+    ) -> IndexSnapshot:
         dim = self.embedder.dim
         manifest = Manifest(
             format_version=FORMAT_VERSION,
@@ -467,14 +445,6 @@ class LocalStore(IndexStore):
             if path.name != except_for:
                 shutil.rmtree(path, ignore_errors=True)
         (self.index_dir / f"{CURRENT}.tmp").unlink(missing_ok=True)
-
-
-def _checked_chunks(document: Document, chunks: list[Chunk]) -> list[Chunk]:
-    """Citations show `text[start:end]` of the stored document, so a chunker that breaks this is a bug."""
-    for chunk in chunks:
-        if chunk.doc_id != document.doc_id or document.text[chunk.start : chunk.end] != chunk.text:
-            raise ValueError(f"chunk {chunk.chunk_id} of {document.source} does not match its document span")
-    return chunks
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -35,12 +35,15 @@ from rag.embedding.embedder import Embedder
 from rag.store.base import (
     Candidates,
     IndexLockedError,
-    IndexMismatchError,
     IndexMissingError,
     IndexStore,
     IndexStoreError,
+    StoreEntry,
     SupportsSplit,
     SyncReport,
+    by_source,
+    check_compatible,
+    embed_entries,
 )
 from rag.store.bm25 import bm25_tokenize
 from rag.types import Chunk, Document
@@ -119,13 +122,6 @@ class DatabaseManifest:
     generation: int  # +1 per committed sync: how replicas notice a newer index state
     chunks: int
     tokens: int
-
-
-@dataclass
-class _Entry:
-    document: Document
-    chunks: list[Chunk]
-    vectors: np.ndarray | None  # None: must be (re-)chunked and embedded
 
 
 class PostgresStore(IndexStore):
@@ -322,18 +318,10 @@ class PostgresStore(IndexStore):
         return manifest
 
     def _check_compatible(self, manifest: DatabaseManifest) -> None:
-        if manifest.format_version != FORMAT_VERSION:
-            raise IndexMismatchError(
-                f"the database index has format version {manifest.format_version}, this version of rag reads "
-                f"version {FORMAT_VERSION}; run `rag index --rebuild` to rebuild it"
-            )
-        model = self.embedder.model_name
-        if manifest.embedding_model != model or manifest.dimension != self.embedder.dim:
-            raise IndexMismatchError(
-                f"the database index was built with embedding model {manifest.embedding_model!r} "
-                f"({manifest.dimension}-d) but the configured embedding model is {model!r} ({self.embedder.dim}-d); "
-                f"run `rag index --rebuild` to re-embed the documents with {model!r}"
-            )
+        m = manifest
+        check_compatible(
+            "the database index", m.format_version, FORMAT_VERSION, m.embedding_model, m.dimension, self.embedder
+        )
 
     # ---- writing -------------------------------------------------------------------------
 
@@ -348,18 +336,14 @@ class PostgresStore(IndexStore):
         progress: bool = False,
     ) -> SyncReport:
         """As `IndexStore.sync`, in one transaction: only new and changed documents are chunked and embedded."""
-        incoming: dict[str, Document] = {}
-        for doc in documents:
-            if doc.source in incoming:
-                raise ValueError(f"two documents have the same source {doc.source!r}")
-            incoming[doc.source] = doc
+        incoming = by_source(documents)
         keep = set(keep_sources)
         report = SyncReport()
         with self._writing(rebuild) as (cur, manifest):
             reusable = manifest is not None and not rebuild and manifest.chunk_config == chunk_config
             cur.execute("SELECT source, doc_id, title FROM rag_documents")
             stored = {source: (doc_id, title) for source, doc_id, title in cur.fetchall()}
-            pending: list[_Entry] = []
+            pending: list[StoreEntry] = []
             for source, doc in incoming.items():
                 old = stored.get(source)
                 if old is None:
@@ -373,7 +357,7 @@ class PostgresStore(IndexStore):
                 else:
                     report.unchanged.append(source)
                     continue
-                pending.append(_Entry(doc, [], None))
+                pending.append(StoreEntry(doc, [], None))
             for source in stored.keys() - incoming.keys():
                 if remove_missing and source not in keep:
                     report.removed.append(source)
@@ -383,13 +367,13 @@ class PostgresStore(IndexStore):
                 # another chunking: every kept document is re-chunked and embedded too
                 kept = [s for s in report.unchanged if s not in incoming]
                 cur.execute("SELECT doc_id, title, source, text FROM rag_documents WHERE source = ANY(%s)", (kept,))
-                pending += [_Entry(Document(*row), [], None) for row in cur.fetchall()]
+                pending += [StoreEntry(Document(*row), [], None) for row in cur.fetchall()]
                 report.changed += kept
                 report.unchanged = [s for s in report.unchanged if s not in set(kept)]
             if not (pending or report.removed or report.retitled) and manifest is not None:
                 return report
             self._delete(cur, report.removed + [e.document.source for e in pending if e.document.source in stored])
-            report.embedded_chunks = _embed(pending, chunker, self.embedder, progress)
+            report.embedded_chunks = embed_entries(pending, chunker, self.embedder, progress)
             self._insert(cur, pending, progress)
             self._write_manifest(cur, chunk_config, manifest)
         return report
@@ -406,10 +390,10 @@ class PostgresStore(IndexStore):
             cur.execute("TRUNCATE rag_postings, rag_chunks, rag_documents, rag_terms")
             cur.execute("DROP INDEX rag_chunks_embedding, rag_postings_row, rag_postings_impact")
             written = 0
-            batch: list[_Entry] = []
+            batch: list[StoreEntry] = []
             with tqdm(total=total, unit="doc", desc="copying documents") as bar:
                 for document, chunks, vectors in entries:
-                    batch.append(_Entry(document, chunks, vectors))
+                    batch.append(StoreEntry(document, chunks, vectors))
                     if sum(len(e.chunks) for e in batch) >= COPY_BATCH:
                         written += self._insert(cur, batch, progress=False)
                         bar.update(len(batch))
@@ -455,7 +439,7 @@ class PostgresStore(IndexStore):
         cur.execute("DELETE FROM rag_terms WHERE df <= 0")
         cur.execute("DELETE FROM rag_documents WHERE source = ANY(%s)", (sources,))
 
-    def _insert(self, cur: psycopg.Cursor, entries: list[_Entry], progress: bool) -> int:
+    def _insert(self, cur: psycopg.Cursor, entries: list[StoreEntry], progress: bool) -> int:
         """Documents, chunks with vectors, postings and term frequencies, by COPY; returns the chunks written."""
         if not entries:
             return 0
@@ -525,22 +509,6 @@ class PostgresStore(IndexStore):
                 tokens,
             ),
         )
-
-
-def _embed(entries: list[_Entry], chunker: SupportsSplit, embedder: Embedder, progress: bool) -> int:
-    """Chunk and embed the entries in one batch; returns how many chunks were embedded."""
-    for entry in entries:
-        entry.chunks = chunker.split(entry.document)
-        for chunk in entry.chunks:
-            if chunk.doc_id != entry.document.doc_id or entry.document.text[chunk.start : chunk.end] != chunk.text:
-                raise ValueError(f"chunk {chunk.chunk_id} of {entry.document.source} does not match its document span")
-    texts = [c.text for e in entries for c in e.chunks]
-    vectors = embedder.encode(texts, progress=progress)
-    start = 0
-    for entry in entries:
-        entry.vectors = vectors[start : start + len(entry.chunks)]
-        start += len(entry.chunks)
-    return len(texts)
 
 
 def _no_candidates(queries: int) -> Candidates:

@@ -8,20 +8,15 @@ first round a warm-up. Only one of them runs at a time, so the server's threads 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from rag.assistant import Assistant
 from rag.evaluation.bench.generation import GENERATION_QUESTIONS, _timed, assistant_prompts
-from rag.evaluation.bench.report import Report, Series
+from rag.evaluation.bench.report import Report, Series, free_port, serving
 from rag.generation.llamacpp import LlamaCppEngine
 from rag.generation.openai_compatible import OpenAIEngine
 from rag.models import generator_gguf
@@ -67,43 +62,29 @@ def model_server(report: Report, settings: Settings, reps: int) -> None:
 
 @contextmanager
 def _server(settings: Settings) -> Iterator[tuple[str, str]]:
+    """The configured model server, or llama-cpp-python's on the packaged GGUF for the run; and its description."""
     if settings.engine_url:
         yield settings.engine_url, f"the configured server at {settings.engine_url}"
         return
     gguf = generator_gguf(settings.generator_model, settings.cache_dir)
     if gguf is None:
         raise ValueError(f"{settings.generator_model} has no GGUF to serve")
-    threads = settings.threads or os.cpu_count() or 1
-    with tempfile.TemporaryDirectory() as folder:
-        with socket.socket() as probe:  # a free loopback port
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        command = [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gguf),
-            "--model_alias",
-            settings.engine_model,
-        ]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--flash_attn", "true"]
-        command += ["--n_threads", str(threads)]  # its default is half the cores for decoding
-        with open(Path(folder, "server.log"), "w") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}/v1"
-        try:
-            deadline = time.monotonic() + 180
-            while True:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    tail = Path(folder, "server.log").read_text()[-1000:]
-                    raise RuntimeError(f"the llama.cpp server did not start: {tail}")
-                try:
-                    if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
-            yield url, "llama-cpp-python's server (0.3.36) on 127.0.0.1, started for the run"
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        llama_cpp_server(
+            gguf, settings.engine_model, settings.threads or os.cpu_count() or 1, Path(folder, "server.log")
+        ) as url,
+    ):
+        yield url, "llama-cpp-python's server (0.3.36) on 127.0.0.1, started for the run"
+
+
+@contextmanager
+def llama_cpp_server(gguf: Path, alias: str, threads: int, log: Path) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on a free loopback port; yields its /v1 URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--flash_attn", "true"]
+    command += ["--n_threads", str(threads)]  # its default decodes on half the cores
+    url = f"http://127.0.0.1:{port}/v1"
+    with serving(command, f"{url}/models", log, timeout_s=180):
+        yield url

@@ -10,7 +10,6 @@ taken. Afterwards both are asked about it. Counted: answers, errors, throughput,
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -22,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from rag.evaluation.bench.model_server import _server
-from rag.evaluation.bench.report import Report, Series
+from rag.evaluation.bench.report import Report, Series, free_port, serving
 from rag.evaluation.bench.stores import _database, _fresh_database
 from rag.settings import Settings
 
@@ -148,32 +147,10 @@ def replicas(report: Report, settings: Settings, load_seconds: float = LOAD_SECO
 
 @contextmanager
 def _replica(env: dict[str, str], index_dir: Path) -> Iterator[str]:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = index_dir.with_suffix(".log")
+    """`python app.py` on a free port with these settings; yields its URL once it serves."""
+    port = free_port()
     index_dir.mkdir(parents=True)
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", _START, "--port", str(port)],
-            env={**env, "RAG_INDEX_DIR": str(index_dir)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"replica on port {port} did not start: {log.read_text()[-1500:]}")
-            try:
-                if httpx.get(f"{url}/api/documents", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+    command = [sys.executable, "-c", _START, "--port", str(port)]
+    with serving(command, f"{url}/healthz", index_dir.with_suffix(".log"), {**env, "RAG_INDEX_DIR": str(index_dir)}):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)

@@ -1,4 +1,5 @@
-"""What every bench section shares: repeated measurements, the Markdown report, and runs in a fresh process.
+"""What every bench section shares: repeated measurements, the Markdown report, runs in a fresh process, and
+servers started for the run.
 
 A fresh process is how a section measures a CPU without bf16 on one that has it (torch reads
 `ONEDNN_MAX_CPU_ISA` and `ATEN_CPU_CAPABILITY` once, at start) and how it reads one variant's peak
@@ -9,13 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 # A CPU with AVX-512 and VNNI but no bf16 (the Intel Xeons seen here), as torch and oneDNN see it.
@@ -95,3 +101,33 @@ def process_high_water_gib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 2**20
     return float("nan")
+
+
+def free_port() -> int:
+    """A free port on loopback, for a server started for the run."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def serving(
+    command: list[str], ready_url: str, log: Path, env: dict[str, str] | None = None, timeout_s: float = 600
+) -> Iterator[None]:
+    """A server process started for the run, once `ready_url` answers 200; stopped on leaving."""
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command[:3]} did not start: {log.read_text()[-1500:]}")
+            try:
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
