@@ -117,7 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--sections",
         nargs="+",
-        help="machine generation embedding retrieval stores model-server replicas end-to-end (default: all)",
+        help="machine generation embedding retrieval end-to-end (the default), stores model-server replicas (a team "
+        "deployment: docs/BENCHMARKS-TEAM.md)",
     )
     bench.add_argument("--output", default="docs/BENCHMARKS.md", help="Markdown report ('-' for stdout only)")
     bench.set_defaults(run=_bench)
@@ -204,9 +205,9 @@ def _prepare(assistant: Assistant, args: argparse.Namespace) -> int:
 def _bench(assistant: Assistant, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rag.evaluation.bench import SECTIONS, run_bench
+    from rag.evaluation.bench import DEFAULT_SECTIONS, SECTIONS, run_bench
 
-    sections = tuple(args.sections or SECTIONS)
+    sections = tuple(args.sections or DEFAULT_SECTIONS)
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown bench sections {sorted(unknown)}; choose from {' '.join(SECTIONS)}")

@@ -37,6 +37,27 @@ def test_report_has_every_section(tmp_path: Path) -> None:
     assert "IVF" in text  # 3000 synthetic chunks are above ivf_min_chunks
 
 
+def test_team_sections_start_postgres_a_model_server_and_replicas_for_real(tmp_path: Path) -> None:
+    """The same code as docs/BENCHMARKS-TEAM.md, on small sizes, SmolLM2's GGUF and a 10-second load."""
+    settings = Settings(default_corpus=SEEDS, generator_model="smollm2-135m", max_new_tokens=8)
+    text = run_bench(
+        settings,
+        None,
+        reps=1,
+        sections=("stores", "model-server", "replicas"),
+        store_sizes=(2000,),
+        vector_only_sizes=(2000,),
+        load_seconds=10,
+    )
+    assert "## Index stores" in text and "| 2,000 | postgres |" in text and "| 2,000 | local |" in text
+    assert "postgres (vectors only), ef_search 800" in text
+    assert "| openai engine → llama.cpp server |" in text
+    load = text.split("## Two replicas under load")[1].splitlines()[-1]
+    answers, errors, _, _, _, listed, _ = (cell.strip() for cell in load.strip("|").split("|"))
+    # whether SmolLM2 then cites the uploaded memo is the tiny model's affair; the default model's run does
+    assert int(answers) > 0 and errors == "0" and float(listed) < 5, load
+
+
 def test_bf16_embeddings_are_unit_vectors_close_to_float32(embedder: Embedder) -> None:
     texts = ["What did LeCun propose in Paris?", "The canteen is closed on Fridays."]
     fast = Embedder(embedder.model_name, dtype="bfloat16").encode(texts)

@@ -20,21 +20,27 @@ from rag.evaluation.bench.end_to_end import end_to_end
 from rag.evaluation.bench.generation import generation
 from rag.evaluation.bench.machine import machine
 from rag.evaluation.bench.model_server import model_server
-from rag.evaluation.bench.replicas import replicas
+from rag.evaluation.bench.replicas import LOAD_SECONDS, replicas
 from rag.evaluation.bench.report import Report
 from rag.evaluation.bench.retrieval import SYNTHETIC_SIZES, retrieval
-from rag.evaluation.bench.stores import stores
+from rag.evaluation.bench.stores import STORE_SIZES, VECTOR_ONLY_SIZES, stores
 from rag.settings import Settings
 
-SECTIONS = ("machine", "generation", "embedding", "retrieval", "stores", "model-server", "replicas", "end-to-end")
+# What `rag bench` runs by default (docs/BENCHMARKS.md): one machine. The team deployment's sections start
+# PostgreSQL, a model server and replicas (docs/BENCHMARKS-TEAM.md): `--sections stores model-server replicas`.
+DEFAULT_SECTIONS = ("machine", "generation", "embedding", "retrieval", "end-to-end")
+SECTIONS = (*DEFAULT_SECTIONS, "stores", "model-server", "replicas")
 
 
 def run_bench(
     settings: Settings,
     output: Path | None,
     reps: int = 3,
-    sections: tuple[str, ...] = SECTIONS,
+    sections: tuple[str, ...] = DEFAULT_SECTIONS,
     sizes: tuple[int, ...] = SYNTHETIC_SIZES,
+    store_sizes: tuple[int, ...] = STORE_SIZES,
+    vector_only_sizes: tuple[int, ...] = VECTOR_ONLY_SIZES,
+    load_seconds: float = LOAD_SECONDS,
 ) -> str:
     """Run the chosen sections on the seeds corpus (indexed into a temporary folder) and return the Markdown.
 
@@ -68,9 +74,9 @@ def run_bench(
     if "retrieval" in sections:
         retrieval(report, settings, sizes)
     if "stores" in sections:
-        stores(report, settings)
+        stores(report, settings, store_sizes, vector_only_sizes)
     if "replicas" in sections:
-        replicas(report, settings)
+        replicas(report, settings, load_seconds)
     text = "\n".join(report.lines).rstrip() + "\n"
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
