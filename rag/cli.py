@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser(
         "migrate",
-        help="copy the local index (index_dir) into the PostgreSQL database (database_url), vectors as they are",
+        help="copy the local index (index_dir) into the PostgreSQL database (database_url), vectors as they are; "
+        "it replaces what the database's index held",
     )
     migrate.set_defaults(run=_migrate)
 

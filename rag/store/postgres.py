@@ -137,7 +137,7 @@ class PostgresStore(IndexStore):
         embedder: Embedder,
         bm25_k1: float = 1.5,
         bm25_b: float = 0.75,
-        hnsw_ef_search: int = 100,
+        hnsw_ef_search: int = 400,
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 64,
     ) -> None:
