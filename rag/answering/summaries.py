@@ -136,7 +136,7 @@ class SummaryCache:
             self._write({}, keep=set(doc_ids))
 
     def _read(self) -> dict[str, dict[str, str]]:
-        """The kept entries, parsed again only when the file changed (another process may write it)."""
+        """The kept entries (shared: not to be modified), parsed again only when the file changed."""
         try:
             stat = self.path.stat()
         except FileNotFoundError:
@@ -148,11 +148,11 @@ class SummaryCache:
             except (FileNotFoundError, json.JSONDecodeError):
                 entries = {}  # a file damaged by hand: summaries are re-made, nothing else is lost
             self._loaded = (version, entries)
-        return dict(self._loaded[1])
+        return self._loaded[1]
 
     def _write(self, new: dict[str, str], keep: set[str] | None = None) -> None:
         with self._lock:
-            entries = self._read()
+            entries = dict(self._read())
             entries.update({doc_id: {"model": self.model, "summary": text} for doc_id, text in new.items()})
             if keep is not None:
                 entries = {doc_id: entry for doc_id, entry in entries.items() if doc_id in keep}
