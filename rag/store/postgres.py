@@ -9,10 +9,10 @@ Lexical search is the same BM25 as the local store's (bm25s, Lucene variant, sam
 in SQL from stored postings (term, chunk, term frequency, chunk length) and per-term document
 frequencies, so both stores score alike; PostgreSQL's own full-text ranking (ts_rank) is not BM25 and
 would rank differently. k1 and b apply at query time: changing them re-indexes nothing. A term found in
-most chunks would make every query read all its postings, so the top k are looked for among each
-term's highest-impact postings (`POOL_PER_TERM`), then scored exactly: exact wherever a term has fewer
-postings than that, as on the seeds and SQuAD (docs/BENCHMARKS.md measures it at 100k chunks). Every
-table's name starts with `rag_`.
+most chunks would make every query read all its postings, so the top k are looked for among each query
+term's highest-impact postings (`POOL_PER_TERM`, pooled over the queries), scored exactly: exact wherever
+a term has fewer postings than that, as on the seeds and SQuAD (docs/BENCHMARKS-TEAM.md measures it at
+100k chunks). Every table's name starts with `rag_`.
 """
 
 from __future__ import annotations
@@ -221,34 +221,36 @@ class PostgresStore(IndexStore):
                 cur.execute("SELECT row FROM rag_chunks ORDER BY embedding <=> %s LIMIT %s", (vector, k))
                 found.update(r for (r,) in cur.fetchall())
             weights = self._query_weights(cur, queries, manifest)
-            lexical_best = np.zeros(len(queries), dtype=np.float32)
-            for q, (terms, term_weights) in enumerate(weights):
-                if not terms:
-                    continue
-                cur.execute(
-                    "SELECT DISTINCT p.row FROM unnest(%s::text[]) AS t(term) CROSS JOIN LATERAL "
-                    "(SELECT row FROM rag_postings WHERE term = t.term ORDER BY impact DESC LIMIT %s) p",
-                    (terms, max(POOL_PER_TERM, 10 * k)),
-                )
-                pool = [r for (r,) in cur.fetchall()]
-                params = self._bm25_params(terms, term_weights, manifest) | {"rows": pool, "k": k}
-                cur.execute(self._bm25_sql("ORDER BY score DESC LIMIT %(k)s", "WHERE p.row = ANY(%(rows)s)"), params)
-                top = cur.fetchall()
-                found.update(r for r, _ in top)
-                lexical_best[q] = top[0][1] if top else 0.0
-            rows = np.array(sorted(found), dtype=np.int64)
-            lexical = np.zeros((len(rows), len(queries)), dtype=np.float32)
-            position = {int(r): i for i, r in enumerate(rows)}
+            pool: set[int] = set(found)
+            for terms, _ in weights:
+                if terms:
+                    cur.execute(
+                        "SELECT DISTINCT p.row FROM unnest(%s::text[]) AS t(term) CROSS JOIN LATERAL "
+                        "(SELECT row FROM rag_postings WHERE term = t.term ORDER BY impact DESC LIMIT %s) p",
+                        (terms, max(POOL_PER_TERM, 10 * k)),
+                    )
+                    pool.update(r for (r,) in cur.fetchall())
+            # every pooled row scored exactly for every query, once: the lexical top k come from these scores
+            # and so do the candidates' lexical columns
+            pooled = np.array(sorted(pool), dtype=np.int64)
+            scores = np.zeros((len(pooled), len(queries)), dtype=np.float32)
+            position = {int(r): i for i, r in enumerate(pooled)}
             for q, (terms, term_weights) in enumerate(weights):
                 if terms:
                     params = self._bm25_params(terms, term_weights, manifest) | {"rows": list(position)}
                     cur.execute(self._bm25_sql("", "WHERE p.row = ANY(%(rows)s)"), params)
                     for r, score in cur.fetchall():
-                        lexical[position[r], q] = score
+                        scores[position[r], q] = score
+            lexical_best = scores.max(axis=0) if len(pooled) else np.zeros(len(queries), dtype=np.float32)
+            for q in range(len(queries)):
+                top = min(k, len(pooled))
+                found.update(int(pooled[i]) for i in np.argpartition(-scores[:, q], top - 1)[:top] if scores[i, q] > 0)
+            rows = np.array(sorted(found), dtype=np.int64)
+            lexical = scores[[position[int(r)] for r in rows]]
             cur.execute(
                 'SELECT c.row, c.chunk_id, d.doc_id, c.index, c.start, c."end", c.embedding, d.source '
                 "FROM rag_chunks c JOIN rag_documents d USING (source) WHERE c.row = ANY(%s) ORDER BY c.row",
-                (list(position),),
+                (rows.tolist(),),
             )
             fetched = cur.fetchall()
             sources = sorted({row[7] for row in fetched})
