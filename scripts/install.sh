@@ -17,11 +17,28 @@ if ! command -v chromium >/dev/null; then
   fi
 fi
 
+stamp=.venv/.rag-installed
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-stamp=.venv/.rag-installed
 # The CPU's instruction sets are part of what is installed: llama.cpp is compiled for them.
-cpu_flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | sha256sum | cut -c1-16)
+# A CPU may list AMX while its (virtual) machine's kernel does not enable AMX's tile state: ggml's AMX
+# kernels then crash on the first prompt (SIGSEGV, seen on Firecracker guests of Xeons). There llama.cpp
+# is built for the instruction sets the CPU lists, AMX left out.
+llama_args="-DGGML_NATIVE=ON"
+if grep -qw amx_int8 /proc/cpuinfo 2>/dev/null && ! "$python" - <<'PY'
+import ctypes, sys
+supported = ctypes.c_ulong(0)  # arch_prctl(ARCH_GET_XCOMP_SUPP): the kernel's extended states; bit 18 is tile data
+sys.exit(0 if ctypes.CDLL(None).syscall(158, 0x1022, ctypes.byref(supported)) == 0 and supported.value >> 18 & 1 else 1)
+PY
+then
+  listed=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+  llama_args="-DGGML_NATIVE=OFF"
+  for pair in sse4_2:SSE42 f16c:F16C fma:FMA bmi2:BMI2 avx:AVX avx2:AVX2 avx_vnni:AVX_VNNI avx512f:AVX512 \
+    avx512vbmi:AVX512_VBMI avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16; do
+    case "$listed" in *" ${pair%%:*} "*) llama_args+=" -DGGML_${pair#*:}=ON" ;; esac
+  done
+fi
+cpu_flags=$( (grep -m1 '^flags' /proc/cpuinfo 2>/dev/null; echo "$llama_args") | sha256sum | cut -c1-16)
 want=$( (cat pyproject.toml scripts/install.sh; echo "$cpu_flags") | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
@@ -45,7 +62,8 @@ pip install -q torch==2.13.0
 if [ "$(cat .venv/.llama-cpu 2>/dev/null)" != "$cpu_flags" ]; then
   echo "Compiling llama.cpp for this CPU (once per .venv: about 5 minutes on 2 cores) ..." >&2
   started=$(date +%s)
-  CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF" pip install -q --no-cache-dir --force-reinstall --no-deps "llama-cpp-python==0.3.36"
+  echo "llama.cpp build options: $llama_args" >&2
+  CMAKE_ARGS="$llama_args -DLLAVA_BUILD=OFF" pip install -q --no-cache-dir --force-reinstall --no-deps "llama-cpp-python==0.3.36"
   echo "$cpu_flags" > .venv/.llama-cpu
   echo "Compiled llama.cpp in $(( $(date +%s) - started )) s." >&2
 fi

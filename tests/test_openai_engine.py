@@ -7,16 +7,19 @@ a cancelled answer must stop the server's generation, and a wrong address or mod
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from conftest import MESSAGES, PASSAGE
 
+from rag.evaluation.bench.model_server import llama_cpp_server
 from rag.generation.llamacpp import LlamaCppEngine
-from rag.generation.openai_compatible import OpenAIEngine, _log_odds
-from rag.models import ModelError
+from rag.generation.openai_compatible import REPLY_LOG_ODDS, OpenAIEngine, _log_odds
+from rag.models import ModelError, generator_gguf
 from rag.settings import Settings
 from rag.types import Prompt
 
@@ -60,6 +63,21 @@ def test_yes_no_verdicts_come_from_logprobs_and_agree_with_the_local_engine(
     assert remote.yes_no_method == "logprobs"
     assert remote_odds[0] > 0 > remote_odds[1]
     assert remote_odds == pytest.approx(local_odds, abs=0.5)
+
+
+def test_a_server_without_logprobs_gives_verdicts_by_a_one_token_reply(
+    tmp_path: Path, local: LlamaCppEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """llama-cpp-python's server started with --logits_all false refuses logprobs outright."""
+    gguf = generator_gguf(local.model_name, local.cache_dir)
+    assert gguf is not None
+    with llama_cpp_server(gguf, local.model_name, os.cpu_count() or 1, tmp_path / "log", logits_all=False) as url:
+        lean = OpenAIEngine(url, local.model_name, None, max_new_tokens=40)
+        odds = [lean.yes_log_odds(p) for p in CHECKS]
+        assert lean.yes_no_method == "reply"
+        assert odds == [REPLY_LOG_ODDS, -REPLY_LOG_ODDS]
+        assert "gives no logprobs" in capsys.readouterr().err
+        assert "noon" in "".join(lean.stream(Prompt(MESSAGES)))
 
 
 def test_cancel_closes_the_stream_and_the_server_goes_on_serving(remote: OpenAIEngine) -> None:

@@ -12,12 +12,13 @@ import textwrap
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import SEEDS
 
 import rag.store.local as store_module
 from rag.embedding.embedder import Embedder
-from rag.store.base import IndexLockedError, IndexMismatchError, IndexMissingError
+from rag.store.base import Candidates, IndexLockedError, IndexMismatchError, IndexMissingError
 from rag.store.local import CURRENT, FORMAT_VERSION, LocalStore
 from rag.types import Chunk, Document
 
@@ -62,6 +63,16 @@ def current_generation(index_dir: Path) -> str:
     return (index_dir / CURRENT).read_text().strip()
 
 
+def vectors_by_chunk(store: LocalStore) -> dict[str, np.ndarray]:
+    snapshot = store.snapshot()
+    return {c.chunk_id: snapshot.vectors[i] for i, c in enumerate(snapshot.chunks)}
+
+
+def segment_names(index_dir: Path) -> list[str]:
+    manifest = json.loads((index_dir / current_generation(index_dir) / "manifest.json").read_text())
+    return sorted(s["name"] for s in manifest["segments"])
+
+
 @pytest.fixture
 def seeds() -> list[Document]:
     return seed_documents()
@@ -89,7 +100,7 @@ def test_build_writes_a_complete_generation(built: LocalStore, seeds: list[Docum
     assert manifest.embedding_model == embedder.model_name
     assert manifest.dimension == embedder.dim == 384
     assert manifest.chunk_config == CONFIG
-    assert {d.source: d.chunks for d in manifest.documents} == {d.source: len(chunker.split(d)) for d in seeds}
+    assert fresh.chunk_counts() == {d.doc_id: len(chunker.split(d)) for d in seeds}
     assert sorted(fresh.documents(), key=lambda d: d.source) == sorted(seeds, key=lambda d: d.source)
     assert fresh.document(seeds[2].doc_id).text == seeds[2].text
     assert len(fresh.chunks) == sum(len(chunker.split(d)) for d in seeds)
@@ -123,36 +134,35 @@ def test_modified_document_is_the_only_one_embedded(built: LocalStore, seeds: li
 
 
 def test_new_title_for_the_same_text_is_stored_without_embedding(built: LocalStore, seeds: list[Document]) -> None:
-    before = built.snapshot().vectors.copy()
+    before = vectors_by_chunk(built)
     retitled = replace(seeds[0], title="A better title")
     report = built.sync([retitled, *seeds[1:]], ParagraphChunker(), CONFIG)
     assert report.retitled == [retitled.source]
     assert report.embedded_chunks == 0
     assert report.added == report.changed == report.removed == []
     assert built.document(retitled.doc_id).title == "A better title"
-    assert (built.snapshot().vectors == before).all()
+    after = vectors_by_chunk(built)
+    assert after.keys() == before.keys() and all((after[c] == v).all() for c, v in before.items())
 
 
 def test_unchanged_documents_keep_their_vectors(built: LocalStore, seeds: list[Document]) -> None:
-    before = {c.chunk_id: built.snapshot().vectors[i] for i, c in enumerate(built.chunks)}
+    before = vectors_by_chunk(built)
     built.sync([*seeds, make_document("extra.txt", "Llamas are kept for their wool.")], ParagraphChunker(), CONFIG)
-    after = {c.chunk_id: built.snapshot().vectors[i] for i, c in enumerate(built.chunks)}
+    after = vectors_by_chunk(built)
     for chunk_id, vector in before.items():
         assert (after[chunk_id] == vector).all()
 
 
-def test_new_bm25_parameters_rewrite_the_index_without_embedding(
+def test_new_bm25_parameters_apply_at_query_time_without_rewriting(
     built: LocalStore, embedder: Embedder, seeds: list[Document]
 ) -> None:
     before = current_generation(built.index_dir)
     retuned = LocalStore(built.index_dir, embedder, bm25_k1=0.9, bm25_b=0.4)
-    report = retuned.sync(seeds, ParagraphChunker(), CONFIG)
-    assert report.embedded_chunks == 0
-    assert current_generation(built.index_dir) != before
-    assert retuned.manifest.bm25 == {"k1": 0.9, "b": 0.4}
-    assert (retuned.snapshot().bm25.k1, retuned.snapshot().bm25.b) == (0.9, 0.4)
+    query = ["open source models from Meta"]
+    vector = embedder.encode(query)
+    assert not np.allclose(built.search(query, vector, 5).lexical_best, retuned.search(query, vector, 5).lexical_best)
     assert retuned.sync(seeds, ParagraphChunker(), CONFIG).embedded_chunks == 0
-    assert current_generation(built.index_dir) == current_generation(retuned.index_dir)
+    assert current_generation(built.index_dir) == before
 
 
 def test_added_document_is_the_only_one_embedded(built: LocalStore, seeds: list[Document]) -> None:
@@ -268,14 +278,16 @@ def test_process_killed_mid_write_leaves_previous_index(
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 9, result.stderr
-    partial = [p for p in built.index_dir.glob("gen-*") if p.name != before]
-    assert partial and (partial[0] / "vectors.npy").exists() and not (partial[0] / "manifest.json").exists()
+    assert [p.name for p in built.index_dir.glob("gen-*")] == [before]
+    partial = [p for p in built.index_dir.glob("seg-*") if p.name not in segment_names(built.index_dir)]
+    assert partial and (partial[0] / "vectors.npy").exists() and not (partial[0] / "segment.json").exists()
 
     fresh = LocalStore(built.index_dir, embedder)
     assert {d.source for d in fresh.documents()} == {d.source for d in seeds}
     report = fresh.sync(seeds, ParagraphChunker(), CONFIG)
     assert report.embedded_chunks == 0
     assert [p.name for p in built.index_dir.glob("gen-*")] == [before]
+    assert sorted(p.name for p in built.index_dir.glob("seg-*")) == segment_names(built.index_dir)
 
 
 def test_other_embedding_model_is_refused(built: LocalStore, embedder: Embedder, seeds: list[Document]) -> None:
@@ -329,3 +341,69 @@ def test_empty_corpus_builds_an_empty_index(tmp_path: Path, embedder: Embedder) 
     assert store.is_built()
     assert store.documents() == []
     assert store.chunks == ()
+
+
+def by_chunk(candidates: Candidates) -> dict[str, tuple[float, ...]]:
+    """A search's candidates as chunk id -> cosine and BM25 scores, which do not depend on row numbers."""
+    return {
+        c.chunk_id: (*candidates.cosine[i].round(5), *candidates.lexical[i].round(4))
+        for i, c in enumerate(candidates.chunks)
+    }
+
+
+QUERIES = ["What did LeCun propose in Paris?", "open weights licence", "Llama downloads", "the the"]
+
+
+def test_an_added_document_is_written_alone_and_ranks_as_one_build_would(
+    tmp_path: Path, embedder: Embedder, seeds: list[Document]
+) -> None:
+    """Segments written one sync at a time, with a document replaced and one removed, search like one index."""
+    grown = build(tmp_path / "grown", embedder, seeds[:2])
+    first = segment_names(grown.index_dir)
+    first_files = {p: p.stat().st_mtime_ns for p in (grown.index_dir / first[0]).iterdir()}
+    extra = make_document("notes/llamas.txt", "Llamas\n\nLlamas are domesticated camelids from Paris.")
+    grown.sync([seeds[2], extra], ParagraphChunker(), CONFIG, remove_missing=False)
+    assert len(segment_names(grown.index_dir)) == 2  # the first segment is not rewritten
+    assert {p: p.stat().st_mtime_ns for p in (grown.index_dir / first[0]).iterdir()} == first_files
+    edited = make_document(seeds[1].source, seeds[1].text + "\n\nA closing paragraph on LeCun in Paris.")
+    grown.sync([edited, seeds[2], seeds[3]], ParagraphChunker(), CONFIG)  # seeds[0] and extra removed
+
+    final = [edited, seeds[2], seeds[3]]
+    at_once = build(tmp_path / "at-once", embedder, final)
+    for store in (grown, LocalStore(grown.index_dir, embedder)):  # in memory and read back
+        assert sorted(store.documents(), key=lambda d: d.source) == sorted(final, key=lambda d: d.source)
+        assert store.chunk_counts() == at_once.chunk_counts()
+        vectors = embedder.encode(QUERIES)
+        found, expected = store.search(QUERIES, vectors, 50), at_once.search(QUERIES, vectors, 50)
+        assert by_chunk(found) == by_chunk(expected)
+        assert np.allclose(found.lexical_best, expected.lexical_best, atol=1e-4)
+        for row, chunk, document in zip(found.rows, found.chunks, found.documents, strict=True):
+            assert document.text[chunk.start : chunk.end] == chunk.text
+            assert store.snapshot().chunk(int(row)) == chunk
+
+
+def test_segments_are_merged_and_deleted_ones_dropped(
+    tmp_path: Path, embedder: Embedder, seeds: list[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "MERGE_FACTOR", 3)
+    store = build(tmp_path / "index", embedder, seeds)
+    notes = [make_document(f"notes/{i}.txt", f"Note {i}\n\nLlama note number {i} about Paris.") for i in range(7)]
+    counts = []
+    for i in range(len(notes)):
+        store.sync(notes[: i + 1], ParagraphChunker(), CONFIG, remove_missing=False)
+        counts.append(len(segment_names(store.index_dir)))
+    assert max(counts) <= 1 + 2 * (store_module.MERGE_FACTOR - 1)  # never MERGE_FACTOR segments of one size
+    assert counts[2] < 4  # the third one-chunk segment merged the three
+    assert len(store.documents()) == len(seeds) + len(notes)
+    vectors = embedder.encode(QUERIES)
+    at_once = build(tmp_path / "at-once", embedder, [*seeds, *notes])
+    assert by_chunk(store.search(QUERIES, vectors, 50)) == by_chunk(at_once.search(QUERIES, vectors, 50))
+
+    store.sync(notes, ParagraphChunker(), CONFIG)  # the seeds removed: their segment, all deleted, is dropped
+    assert sorted(d.source for d in store.documents()) == sorted(d.source for d in notes)
+    on_disk = sorted(p.name for p in store.index_dir.glob("seg-*"))
+    assert on_disk == segment_names(store.index_dir)
+    seed_sources = {d.source for d in seeds}
+    for name in on_disk:
+        written = json.loads((store.index_dir / name / "segment.json").read_text())["documents"]
+        assert not {d["source"] for d in written} & seed_sources

@@ -172,7 +172,18 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
         "generator_quantization": settings.generator_quantization,
         "prompt_lookup_tokens": settings.prompt_lookup_tokens,
         "versions": {d: version(d) for d in ("torch", "transformers", "llama-cpp-python")},
+        "llama.cpp build": _llama_cpp_build(),
     }
+
+
+def _llama_cpp_build() -> str | None:
+    """Which compiled llama.cpp is installed: a rebuild for other instruction sets runs at another speed."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or spec.origin is None:
+        return None
+    libraries = sorted((Path(spec.origin).parent / "lib").glob("*.so*"))
+    stamps = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in libraries]
+    return hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16]
 
 
 def engine_choice(settings: Settings, remeasure: bool = False, verbose: bool = False) -> EngineChoice:

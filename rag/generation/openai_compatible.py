@@ -14,6 +14,7 @@ so the answer service lets several answers run at once (`max_concurrent_generati
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections.abc import Iterator
 from functools import cached_property
@@ -80,15 +81,22 @@ class OpenAIEngine(GenerationEngine):
                 raise ModelError(f"the model server at {self.url} broke off the answer ({exc})") from exc
 
     def yes_log_odds(self, prompt: Prompt) -> float:
+        text = None
         if self.yes_no_method != "reply":
-            reply = self._completion(prompt, 1, logprobs=True, top_logprobs=TOP_LOGPROBS)
-            odds = _log_odds(reply)
+            try:
+                reply = self._completion(prompt, 1, logprobs=True, top_logprobs=TOP_LOGPROBS)
+            except ModelError:
+                if self.yes_no_method == "logprobs":
+                    raise
+                reply = None  # refused outright, as llama-cpp-python's server without logits_all does
+            odds = _log_odds(reply) if reply is not None else None
             if odds is not None:
                 self.yes_no_method = "logprobs"
                 return odds
             self.yes_no_method = "reply"
-            text = reply.choices[0].message.content or ""
-        else:
+            print(f"rag: {self.url} gives no logprobs; the yes/no checks read a one-token reply", file=sys.stderr)
+            text = (reply.choices[0].message.content or "") if reply is not None else None
+        if text is None:
             text = self._completion(prompt, 1).choices[0].message.content or ""
         word = text.strip().lower()
         return REPLY_LOG_ODDS if word.startswith("yes") else -REPLY_LOG_ODDS if word.startswith("no") else 0.0

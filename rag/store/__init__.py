@@ -1,7 +1,7 @@
 """The index store: where documents, chunks and their vectors live, and how they are searched.
 
 `base.IndexStore` is the interface the pipeline uses (sync, search, documents); each backend is one
-module: `local` keeps FAISS and bm25s files in atomically switched generations under `index_dir`;
+module: `local` keeps FAISS and BM25 files in segments named by atomically switched generations;
 `postgres` keeps everything in PostgreSQL with pgvector, shared by every app replica.
 To add a store, subclass `IndexStore` in a module of its own and construct it in `create_store`.
 `dense` chooses the FAISS index (exact or IVF) and `bm25` is the lexical side every store shares.

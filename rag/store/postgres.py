@@ -5,7 +5,7 @@ PostgreSQL's transactions give what the local store gets from switching generati
 one transaction under an advisory lock, so a killed sync leaves the previous state, two writers cannot
 interleave, and a reader (one REPEATABLE READ transaction per search) never sees half a document.
 
-Lexical search is the same BM25 as the local store's (bm25s, Lucene variant, same tokenizer), computed
+Lexical search is the same BM25 as the local store's (bm25s's Lucene variant and tokenizer), computed
 in SQL from stored postings (term, chunk, term frequency, chunk length) and per-term document
 frequencies, so both stores score alike; PostgreSQL's own full-text ranking (ts_rank) is not BM25 and
 would rank differently. k1 and b apply at query time: changing them re-indexes nothing. A term found in
@@ -45,7 +45,7 @@ from rag.store.base import (
     check_compatible,
     embed_entries,
 )
-from rag.store.bm25 import bm25_tokenize
+from rag.store.bm25 import bm25_tokenize, lucene_idf, query_terms
 from rag.types import Chunk, Document
 
 FORMAT_VERSION = 1
@@ -277,15 +277,14 @@ class PostgresStore(IndexStore):
         self, cur: psycopg.Cursor, queries: list[str], manifest: DatabaseManifest
     ) -> list[tuple[list[str], list[float]]]:
         """Each query's indexed terms with their weights: Lucene's idf times how often the query repeats the term."""
-        tokenized = [Counter(tokens) for tokens in bm25_tokenize(queries)]
+        tokenized = query_terms(queries)
         wanted = sorted({t for counts in tokenized for t in counts})
         cur.execute("SELECT term, df FROM rag_terms WHERE term = ANY(%s)", (wanted,))
         df = dict(cur.fetchall())
-        n = manifest.chunks
         result = []
         for counts in tokenized:
             terms = [t for t in counts if t in df]
-            result.append((terms, [counts[t] * float(np.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))) for t in terms]))
+            result.append((terms, [counts[t] * lucene_idf(manifest.chunks, df[t]) for t in terms]))
         return result
 
     def _bm25_params(self, terms: list[str], weights: list[float], manifest: DatabaseManifest) -> dict[str, Any]:

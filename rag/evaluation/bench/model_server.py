@@ -28,22 +28,28 @@ def model_server(report: Report, settings: Settings, reps: int) -> None:
     prompts = assistant_prompts(assistant, GENERATION_QUESTIONS)
     local = LlamaCppEngine(settings.generator_model, settings.cache_dir, settings.max_new_tokens, settings.threads)
     local.load()
-    first = {"llama.cpp in-process": Series(), "openai engine → llama.cpp server": Series()}
+    first = {
+        "llama.cpp in-process": Series(),
+        "openai engine → llama.cpp server": Series(),
+        "openai engine → llama.cpp server, logits_all off": Series(),
+    }
     total = {name: Series() for name in first}
     same = 0
-    with _server(settings) as (url, where):
-        remote = OpenAIEngine(url, settings.engine_model, None, settings.max_new_tokens)
-        remote.load()
+    with _server(settings) as (url, where), _server(settings, logits_all=False) as (lean_url, _):
+        engines = [local]
+        for address in (url, lean_url):
+            engines.append(OpenAIEngine(address, settings.engine_model, None, settings.max_new_tokens))
+            engines[-1].load()
         for rep in range(reps + 1):
             for prompt in prompts:
                 texts = []
-                for name, engine in zip(first, (local, remote), strict=True):
+                for name, engine in zip(first, engines, strict=True):
                     run, text = _timed(engine.stream(prompt), engine)
                     texts.append(text.strip())
                     if rep:
                         first[name].values.append(run["first"] * 1000)
                         total[name].values.append(run["total"])
-                same += rep == reps and texts[0] == texts[1]
+                same += rep == reps and len(set(texts)) == 1
     base = first["llama.cpp in-process"].median
     report.add(
         "## Generation on a model server",
@@ -51,7 +57,10 @@ def model_server(report: Report, settings: Settings, reps: int) -> None:
         f"The packaged GGUF in-process (llama.cpp engine) against the openai engine on {where}, on the "
         f"Assistant's prompts for {len(prompts)} questions, {reps} interleaved rounds after a warm-up. The server "
         "reuses the prompt prefix it evaluated last (llama-cpp-python's cache); the in-process engine keeps the "
-        f"system prompt's state. Same answer text on {same} of {len(prompts)} prompts.",
+        "system prompt's state. llama-cpp-python's server computes the logits of every prompt token by default "
+        "(`logits_all`, which its `logprobs` need: the yes/no checks' margins); started with `--logits_all false` "
+        "it computes the last one only, as the in-process engine does, and the checks read a one-token reply. "
+        f"Same answer text from all three on {same} of {len(prompts)} prompts.",
         "",
     )
     report.table(
@@ -61,7 +70,7 @@ def model_server(report: Report, settings: Settings, reps: int) -> None:
 
 
 @contextmanager
-def _server(settings: Settings) -> Iterator[tuple[str, str]]:
+def _server(settings: Settings, logits_all: bool = True) -> Iterator[tuple[str, str]]:
     """The configured model server, or llama-cpp-python's on the packaged GGUF for the run; and its description."""
     if settings.engine_url:
         yield settings.engine_url, f"the configured server at {settings.engine_url}"
@@ -72,19 +81,24 @@ def _server(settings: Settings) -> Iterator[tuple[str, str]]:
     with (
         tempfile.TemporaryDirectory() as folder,
         llama_cpp_server(
-            gguf, settings.engine_model, settings.threads or os.cpu_count() or 1, Path(folder, "server.log")
+            gguf, settings.engine_model, settings.threads or os.cpu_count() or 1, Path(folder, "server.log"), logits_all
         ) as url,
     ):
         yield url, "llama-cpp-python's server (0.3.36) on 127.0.0.1, started for the run"
 
 
 @contextmanager
-def llama_cpp_server(gguf: Path, alias: str, threads: int, log: Path) -> Iterator[str]:
-    """llama-cpp-python's OpenAI-compatible server on a free loopback port; yields its /v1 URL."""
+def llama_cpp_server(gguf: Path, alias: str, threads: int, log: Path, logits_all: bool = True) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on a free loopback port; yields its /v1 URL.
+
+    `logits_all` is its default and what its `logprobs` need; it also makes every prefill compute and copy
+    the logits of each prompt token (vocabulary 151,936 wide), which the model-server section measures.
+    """
     port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--flash_attn", "true"]
     command += ["--n_threads", str(threads)]  # its default decodes on half the cores
+    command += ["--logits_all", str(logits_all).lower()]
     url = f"http://127.0.0.1:{port}/v1"
     with serving(command, f"{url}/models", log, timeout_s=180):
         yield url

@@ -1,4 +1,4 @@
-"""The two index stores at scale: the local one (FAISS + bm25s files) against PostgreSQL with pgvector (HNSW).
+"""The two index stores at scale: the local one (FAISS + BM25 in segment files) against PostgreSQL + pgvector (HNSW).
 
 Each store is filled with the same synthetic collection (documents of 10 chunks of random words, the
 vectors clustered unit vectors: `retrieval.synthetic_vectors`) by `copy_from`, which writes vectors as
@@ -83,9 +83,9 @@ def stores(
             conn.execute(f"SET hnsw.ef_search = {settings.hnsw_ef_search}")
             for i, vector in enumerate(query_vectors):
                 started = time.perf_counter()
-                _, ids = snapshot.dense.search(vector[None, :], 10)
+                ids = snapshot.dense_search(vector[None, :], 10)
                 dense["local"].values.append((time.perf_counter() - started) * 1000)
-                found["local"].append(set(ids[0].tolist()))
+                found["local"].append(set(ids[0].tolist()))  # one segment: rows in collection order
                 started = time.perf_counter()
                 hits = conn.execute(
                     "SELECT row FROM rag_chunks ORDER BY embedding <=> %s LIMIT 10", (vector,)
