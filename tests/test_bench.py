@@ -47,11 +47,14 @@ def test_team_sections_start_postgres_a_model_server_and_replicas_for_real(tmp_p
         sections=("stores", "model-server", "replicas"),
         store_sizes=(2000,),
         vector_only_sizes=(2000,),
+        addition_sizes=(2000,),
         load_seconds=10,
     )
     assert "## Index stores" in text and "| 2,000 | postgres |" in text and "| 2,000 | local |" in text
     assert "postgres (vectors only), ef_search 800" in text
     assert "| openai engine → llama.cpp server |" in text
+    assert "| openai engine → llama.cpp server, logits_all off |" in text
+    assert "| 2,000 | local, chunks of 8 words |" in text and "| 2,000 | postgres, chunks of 8 words |" in text
     load = text.split("## Two replicas under load")[1].splitlines()[-1]
     answers, errors, _, _, _, listed, _ = (cell.strip() for cell in load.strip("|").split("|"))
     # whether SmolLM2 then cites the uploaded memo is the tiny model's affair; the default model's run does

@@ -23,7 +23,7 @@ from rag.evaluation.bench.model_server import model_server
 from rag.evaluation.bench.replicas import LOAD_SECONDS, replicas
 from rag.evaluation.bench.report import Report
 from rag.evaluation.bench.retrieval import SYNTHETIC_SIZES, retrieval
-from rag.evaluation.bench.stores import STORE_SIZES, VECTOR_ONLY_SIZES, stores
+from rag.evaluation.bench.stores import ADDITION_SIZES, STORE_SIZES, VECTOR_ONLY_SIZES, stores
 from rag.settings import Settings
 
 # What `rag bench` runs by default (docs/BENCHMARKS.md): one machine. The team deployment's sections start
@@ -40,6 +40,7 @@ def run_bench(
     sizes: tuple[int, ...] = SYNTHETIC_SIZES,
     store_sizes: tuple[int, ...] = STORE_SIZES,
     vector_only_sizes: tuple[int, ...] = VECTOR_ONLY_SIZES,
+    addition_sizes: tuple[int, ...] = ADDITION_SIZES,
     load_seconds: float = LOAD_SECONDS,
 ) -> str:
     """Run the chosen sections on the seeds corpus (indexed into a temporary folder) and return the Markdown.
@@ -74,7 +75,7 @@ def run_bench(
     if "retrieval" in sections:
         retrieval(report, settings, sizes)
     if "stores" in sections:
-        stores(report, settings, store_sizes, vector_only_sizes)
+        stores(report, settings, store_sizes, vector_only_sizes, addition_sizes)
     if "replicas" in sections:
         replicas(report, settings, load_seconds)
     text = "\n".join(report.lines).rstrip() + "\n"

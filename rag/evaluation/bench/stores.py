@@ -30,6 +30,8 @@ from rag.types import Chunk, Document
 
 STORE_SIZES = (10_000, 100_000)
 VECTOR_ONLY_SIZES = (1_000_000,)  # dense search alone: a whole store of a million synthetic chunks is hours here
+ADDITION_SIZES = (1_000_000,)  # whole stores of short chunks, to time adding a document at that size
+ADDITION_WORDS_PER_CHUNK = 8  # 8M postings instead of 60M: loading them is what takes hours at a million
 EF_SEARCH_SWEEP = (200, 400, 800)  # HNSW candidate lists tried at a million vectors besides the setting's
 VECTOR_ONLY_BUILD_MEMORY = "4GB"  # a million 384-d vectors' HNSW graph fits: built in memory, as pgvector advises
 CHUNKS_PER_DOCUMENT = 10
@@ -44,6 +46,7 @@ def stores(
     settings: Settings,
     sizes: tuple[int, ...] = STORE_SIZES,
     vector_only_sizes: tuple[int, ...] = VECTOR_ONLY_SIZES,
+    addition_sizes: tuple[int, ...] = ADDITION_SIZES,
     queries: int = 200,
 ) -> None:
     import faiss
@@ -97,19 +100,8 @@ def stores(
                     store.search([texts[i]], vector[None, :], settings.candidate_k)
                     hybrid[name].values.append((time.perf_counter() - started) * 1000)
 
-            add = {"local": Series(), "postgres": Series()}
-            for n in range(ADDITIONS):
-                text = f"Memo {n}\n\n" + " ".join(_words(rng, 300)) + "."
-                document = Document(f"{rows}-{n}-{len(text)}", f"Memo {n}", f"memo-{n}.txt", text)
-                for name, store in (("local", local), ("postgres", remote)):
-                    started = time.perf_counter()
-                    store.sync([document], chunker, config, remove_missing=False)
-                    add[name].values.append(time.perf_counter() - started)
-
-            disk = {
-                "local": sum(p.stat().st_size for p in local.index_dir.rglob("*") if p.is_file()) / 2**30,
-                "postgres": conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**30,
-            }
+            add = _additions(local, remote, chunker, config, rng, f"{rows}")
+            disk = _disk(local, conn)
             for name in ("local", "postgres"):
                 recall = np.mean([len(f & set(t.tolist())) / 10 for f, t in zip(found[name], truth, strict=True)])
                 rows_out.append(
@@ -128,6 +120,28 @@ def stores(
             del vectors, local, remote, snapshot
         for rows in vector_only_sizes:
             rows_out += _pgvector_only(server_url, rows, embedder.dim, queries, settings.hnsw_ef_search)
+        for rows in addition_sizes:
+            vectors = synthetic_vectors(rows, embedder.dim)
+            local = LocalStore(Path(tmp) / f"local-add-{rows}", embedder, settings.bm25_k1, settings.bm25_b)
+            remote = PostgresStore(
+                _fresh_database(server_url, f"bench_add_{rows}"), embedder, settings.bm25_k1, settings.bm25_b
+            )
+            build = {}
+            for name, store in (("local", local), ("postgres", remote)):
+                started = time.perf_counter()
+                store.copy_from(_collection(vectors, ADDITION_WORDS_PER_CHUNK), config, rows // CHUNKS_PER_DOCUMENT)
+                build[name] = time.perf_counter() - started
+            del vectors
+            conn = remote._connection()
+            add = _additions(local, remote, chunker, config, np.random.default_rng(3), f"{rows}")
+            disk = _disk(local, conn)
+            conn.close()
+            for name in ("local", "postgres"):
+                label = f"{name}, chunks of {ADDITION_WORDS_PER_CHUNK} words"
+                rows_out.append(
+                    [f"{rows:,}", label, "", "", "", f"{build[name]:.0f}", add[name].cell(2), f"{disk[name]:.2f}"]
+                )
+            del local, remote
     report.add(
         "## Index stores: local files against PostgreSQL + pgvector",
         "",
@@ -142,7 +156,9 @@ def stores(
         f"Add one document: `sync` of a new 300-word document ({ADDITIONS} times), embedding included. "
         f"PostgreSQL: {where}, on this machine (unix socket). At {', '.join(f'{n:,}' for n in vector_only_sizes)} "
         "chunks only the vectors are loaded (a table of ids and vectors, the HNSW index built after the load with "
-        f"maintenance_work_mem {VECTOR_ONLY_BUILD_MEMORY}); the local FAISS index at that size: Retrieval at scale.",
+        f"maintenance_work_mem {VECTOR_ONLY_BUILD_MEMORY}); the local FAISS index at that size: Retrieval at scale. "
+        f"At {', '.join(f'{n:,}' for n in addition_sizes)} chunks both whole stores are filled with chunks of "
+        f"{ADDITION_WORDS_PER_CHUNK} words, to time adding a document there.",
         "",
     )
     report.table(
@@ -214,17 +230,40 @@ def _pgvector_only(server_url: str, rows: int, dim: int, queries: int, ef_search
     return result
 
 
+def _additions(
+    local: LocalStore, remote: PostgresStore, chunker: Chunker, config: dict, rng: np.random.Generator, tag: str
+) -> dict[str, Series]:
+    """Seconds for each store to `sync` one new 300-word document, ADDITIONS times, the stores interleaved."""
+    add = {"local": Series(), "postgres": Series()}
+    for n in range(ADDITIONS):
+        text = f"Memo {n}\n\n" + " ".join(_words(rng, 300)) + "."
+        document = Document(f"{tag}-{n}-{len(text)}", f"Memo {n}", f"memo-{n}.txt", text)
+        for name, store in (("local", local), ("postgres", remote)):
+            started = time.perf_counter()
+            store.sync([document], chunker, config, remove_missing=False)
+            add[name].values.append(time.perf_counter() - started)
+    return add
+
+
+def _disk(local: LocalStore, conn: object) -> dict[str, float]:
+    return {
+        "local": sum(p.stat().st_size for p in local.index_dir.rglob("*") if p.is_file()) / 2**30,
+        "postgres": conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**30,
+    }
+
+
 def _words(rng: np.random.Generator, count: int) -> list[str]:
     return [f"w{int(i)}" for i in np.minimum(rng.zipf(1.3, count), VOCABULARY)]
 
 
-def _collection(vectors: np.ndarray) -> Iterator[tuple[Document, list[Chunk], np.ndarray]]:
+def _collection(
+    vectors: np.ndarray, words_per_chunk: int = WORDS_PER_CHUNK
+) -> Iterator[tuple[Document, list[Chunk], np.ndarray]]:
     """Documents of CHUNKS_PER_DOCUMENT chunks over the synthetic vectors, in order (row i is vectors[i])."""
     rng = np.random.default_rng(2)
     for start in range(0, len(vectors), CHUNKS_PER_DOCUMENT):
-        pieces = [
-            " ".join(_words(rng, WORDS_PER_CHUNK)) + "." for _ in range(min(CHUNKS_PER_DOCUMENT, len(vectors) - start))
-        ]
+        count = min(CHUNKS_PER_DOCUMENT, len(vectors) - start)
+        pieces = [" ".join(_words(rng, words_per_chunk)) + "." for _ in range(count)]
         text = "\n".join(pieces)
         doc_id = f"synthetic-{start:09d}"
         chunks, offset = [], 0
