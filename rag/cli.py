@@ -1,4 +1,4 @@
-"""`rag`: build the index, list documents, and ask questions from a terminal."""
+"""`rag`: build the index, list documents, ask questions from a terminal, and serve MCP over stdio."""
 
 from __future__ import annotations
 
@@ -113,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     squad.set_defaults(run=_eval_squad)
 
+    mcp = commands.add_parser(
+        "mcp", help="serve the assistant to an MCP client over stdio (tools ask and search, documents as resources)"
+    )
+    mcp.set_defaults(run=_mcp)
+
     bench = commands.add_parser("bench", help="measure every stage side by side; writes docs/BENCHMARKS.md")
     bench.add_argument("--reps", type=int, default=3, help="interleaved rounds per measurement")
     bench.add_argument(
@@ -181,6 +186,22 @@ def _docs(assistant: Assistant, args: argparse.Namespace) -> int:
     chunk_counts = assistant.store.chunk_counts()
     for doc in assistant.documents():
         print(f"{doc.doc_id}  {chunk_counts.get(doc.doc_id, 0):>4} chunks  {doc.source}  {doc.title}")
+    return 0
+
+
+def _mcp(assistant: Assistant, args: argparse.Namespace) -> int:
+    """The MCP server on stdin/stdout, for a client that starts it (an IDE, an agent); logs go to stderr."""
+    from contextlib import redirect_stdout
+
+    from rag.serving.app import prepared_assistant
+    from rag.serving.mcp_server import build_mcp_server
+    from rag.serving.service import AnswerService
+    from rag.serving.telemetry import configure_logging
+
+    with redirect_stdout(sys.stderr):  # stdout carries the protocol: indexing and loading must not write there
+        ready = prepared_assistant(assistant.settings)
+    configure_logging(ready.settings.log_format)
+    build_mcp_server(AnswerService(ready)).run("stdio")
     return 0
 
 

@@ -190,6 +190,11 @@ class Settings(BaseSettings):
     )
     max_upload_mb: float = Field(default=50.0, gt=0, description="One upload request, all files together.")
     max_waiting: int = Field(default=16, ge=1, description="Questions waiting for the model; more get HTTP 503.")
+    log_format: Literal["json", "text"] = Field(
+        default="text",
+        description="The server's log: one line per request (id, route, status, timings), as JSON for a log "
+        "collector or as text for a person.",
+    )
 
     @classmethod
     def settings_customise_sources(

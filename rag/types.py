@@ -145,12 +145,19 @@ class Citation:
     quote_end: int
 
 
+# What kind of problem skipped a file: the label /metrics counts ingest errors by.
+IngestErrorKind = Literal[
+    "unsupported", "too_large", "empty", "no_text", "encoding", "encrypted", "corrupt", "duplicate", "unreadable"
+]
+
+
 @dataclass(frozen=True)
 class IngestError:
     """Why one file was skipped; the rest of a batch goes on."""
 
     path: str
     reason: str
+    kind: IngestErrorKind = "unreadable"
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -183,6 +190,7 @@ class Answer:
             "question": self.question,
             "answer": self.answer,
             "abstained": self.abstained,
+            "abstained_by": self.abstained_by,
             "kind": self.kind,
             "citations": [asdict(c) for c in self.citations],
             "timings": {k: round(v, 1) for k, v in asdict(self.timings).items()},

@@ -17,7 +17,7 @@ from rag.models import embedding_model_dir
 from rag.settings import Settings
 from rag.types import AbstainedBy, Answer, Citation, Sources
 
-ANSWER_KEYS = {"question", "answer", "abstained", "kind", "citations", "timings"}
+ANSWER_KEYS = {"question", "answer", "abstained", "abstained_by", "kind", "citations", "timings"}
 CITATION_KEYS = {"n", "doc_id", "title", "source", "start", "end", "text", "score"}
 TIMING_KEYS = {"retrieve_ms", "first_token_ms", "total_ms"}
 

@@ -19,7 +19,7 @@ from rag.assistant import Assistant
 from rag.serving.app import create_app, prepared_assistant
 from rag.settings import Settings
 
-ANSWER_KEYS = {"question", "answer", "abstained", "kind", "citations", "timings"}
+ANSWER_KEYS = {"question", "answer", "abstained", "abstained_by", "kind", "citations", "timings"}
 ADMIN = "admin-secret"
 ALLOWED = "http://intranet.example:8080"
 QUESTION = "What did LeCun propose in Paris?"
@@ -182,7 +182,10 @@ def test_bad_questions_get_a_clear_4xx(client: httpx.Client, path: str, body: di
 def test_malformed_and_oversized_bodies_are_refused(client: httpx.Client) -> None:
     broken = client.post("/api/ask", content=b'{"question": "wh', headers={"Content-Type": "application/json"})
     assert broken.status_code == 400
-    assert broken.json() == {"detail": "the request body is not valid JSON"}
+    assert broken.json() == {
+        "detail": "the request body is not valid JSON",
+        "request_id": broken.headers["x-request-id"],  # the id in the header names the request in the log
+    }
     huge = client.post("/api/ask", content=b"x" * (2 * 1024 * 1024), headers={"Content-Type": "application/json"})
     assert huge.status_code == 413
     assert "over the limit" in huge.json()["detail"]

@@ -20,7 +20,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.types import Document, IngestError
+from rag.types import Document, IngestError, IngestErrorKind
 
 if TYPE_CHECKING:
     from lxml.html import HtmlElement
@@ -31,7 +31,11 @@ _LABEL_MAX_WORDS = 2  # a first line this short, over a longer headline, is a se
 
 
 class _Skip(Exception):
-    """A file-level problem whose message is already the one-line reason shown to the user."""
+    """A file-level problem whose message is already the one-line reason shown to the user; `kind` counts it."""
+
+    def __init__(self, reason: str, kind: IngestErrorKind) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 _Loader = Callable[[Path], tuple[str, str | None]]  # a file's text and, if the format has one, its title
@@ -53,6 +57,7 @@ def load_documents(paths: Iterable[Path | str], max_bytes: int) -> tuple[list[Do
     seen_texts: dict[str, str] = {}
     for path, problem in _candidates(paths):
         shown = _display(path, cwd)
+        kind: IngestErrorKind = "unreadable"
         if problem is None:
             try:
                 real = path.resolve()
@@ -61,17 +66,20 @@ def load_documents(paths: Iterable[Path | str], max_bytes: int) -> tuple[list[Do
                 seen_files.add(real)
                 document = _load_file(path, shown, max_bytes)
             except _Skip as skip:
-                problem = str(skip)
+                problem, kind = str(skip), skip.kind
             except Exception as exc:  # any library failure on a bad file is that file's problem only
-                problem = _describe(exc, path.suffix.lower())
+                problem, kind = (
+                    _describe(exc, path.suffix.lower()),
+                    "unreadable" if isinstance(exc, OSError) else "corrupt",
+                )
             else:
                 if document.doc_id in seen_texts:
-                    problem = f"same text as {seen_texts[document.doc_id]} (duplicate skipped)"
+                    problem, kind = f"same text as {seen_texts[document.doc_id]} (duplicate skipped)", "duplicate"
                 else:
                     seen_texts[document.doc_id] = shown
                     documents.append(document)
         if problem is not None:
-            errors.append(IngestError(path=shown, reason=problem))
+            errors.append(IngestError(path=shown, reason=problem, kind=kind))
     return documents, errors
 
 
@@ -101,7 +109,7 @@ def _load_html(path: Path) -> tuple[str, str | None]:
     try:
         tree = document_fromstring(markup)
     except ParserError:
-        raise _Skip("no visible text in the page") from None
+        raise _Skip("no visible text in the page", "no_text") from None
     for hidden in tree.xpath("//script | //style | //noscript | //template"):
         hidden.drop_tree()
     title = tree.findtext(".//title") or _element_text(tree.find(".//h1"))
@@ -118,9 +126,9 @@ def _load_pdf(path: Path) -> tuple[str, str | None]:
             try:
                 unlocked = reader.decrypt("")  # many "protected" PDFs only restrict printing/copying
             except Exception as exc:  # e.g. AES without the optional `cryptography` package
-                raise _Skip(f"encrypted PDF that cannot be opened ({_one_line(exc)})") from None
+                raise _Skip(f"encrypted PDF that cannot be opened ({_one_line(exc)})", "encrypted") from None
             if not unlocked:
-                raise _Skip("encrypted PDF: needs a password")
+                raise _Skip("encrypted PDF: needs a password", "encrypted")
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
         try:
             title = reader.metadata.title if reader.metadata else None
@@ -128,7 +136,9 @@ def _load_pdf(path: Path) -> tuple[str, str | None]:
             title = None
     text = "\n\n".join(page for page in pages if page)
     if not text.strip():
-        raise _Skip(f"no extractable text in {len(pages)} page(s): scanned or image-only PDF? (it would need OCR)")
+        raise _Skip(
+            f"no extractable text in {len(pages)} page(s): scanned or image-only PDF? (it would need OCR)", "no_text"
+        )
     return text, (title if isinstance(title, str) else None) or _first_line(text)
 
 
@@ -141,7 +151,9 @@ def _load_docx(path: Path) -> tuple[str, str | None]:
     try:
         document = docx.Document(str(path))
     except (zipfile.BadZipFile, PackageNotFoundError):  # python-docx says "package not found" for non-zips
-        raise _Skip("not a valid .docx file (not a zip archive; old binary .doc files are not supported)") from None
+        raise _Skip(
+            "not a valid .docx file (not a zip archive; old binary .doc files are not supported)", "corrupt"
+        ) from None
     blocks: list[str] = []
     for block in document.iter_inner_content():
         if isinstance(block, Paragraph):
@@ -225,17 +237,19 @@ def _load_file(path: Path, shown: str, max_bytes: int) -> Document:
     extension = path.suffix.lower()
     loader = _LOADERS.get(extension)
     if loader is None:
-        raise _Skip(f"unsupported file type {extension or '(no extension)'} (supported: {', '.join(_LOADERS)})")
+        raise _Skip(
+            f"unsupported file type {extension or '(no extension)'} (supported: {', '.join(_LOADERS)})", "unsupported"
+        )
     size = path.stat().st_size
     if size > max_bytes:
         size_mb, limit_mb = _megabytes(size, max_bytes)
-        raise _Skip(f"file is {size_mb} MB, over the {limit_mb} MB limit (max_file_mb)")
+        raise _Skip(f"file is {size_mb} MB, over the {limit_mb} MB limit (max_file_mb)", "too_large")
     if size == 0:
-        raise _Skip("empty file")
+        raise _Skip("empty file", "empty")
     text, title = loader(path)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
-        raise _Skip(_NO_TEXT.get(extension, "no text: the file holds only whitespace"))
+        raise _Skip(_NO_TEXT.get(extension, "no text: the file holds only whitespace"), "no_text")
     return Document(doc_id=document_id(text), title=_clean_title(title) or path.stem, source=shown, text=text)
 
 
@@ -253,9 +267,9 @@ def _decode(data: bytes, fallback_encoding: str | None = None) -> str:
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError:
-            raise _Skip("not valid UTF-16 text despite its byte-order mark") from None
+            raise _Skip("not valid UTF-16 text despite its byte-order mark", "encoding") from None
     if b"\x00" in data:
-        raise _Skip("binary content (NUL bytes): not a text file")
+        raise _Skip("binary content (NUL bytes): not a text file", "encoding")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -265,7 +279,8 @@ def _decode(data: bytes, fallback_encoding: str | None = None) -> str:
             except (LookupError, UnicodeDecodeError):
                 pass
         raise _Skip(
-            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start} does not decode); save it as UTF-8"
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start} does not decode); save it as UTF-8",
+            "encoding",
         ) from None
 
 

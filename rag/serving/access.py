@@ -7,7 +7,7 @@ frame-ancestors list, so only those pages may embed or call us. Secrets are comp
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -23,16 +23,38 @@ def api_key_check(settings: Settings) -> Any:
     key = settings.api_key.get_secret_value() if settings.api_key else None
 
     def check(request: Request) -> None:
-        if key is None:
-            return
-        given = request.headers.get("x-api-key") or ""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer":
-            given = given or token.strip()
-        if not secrets.compare_digest(given.encode(), key.encode()):
+        if key is not None and not _key_matches(request.headers, key):
             raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
 
     return check
+
+
+class RequireApiKey:
+    """The API key check for a plain ASGI app (MCP's HTTP transport), as `api_key_check` does for routes."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.key = settings.api_key.get_secret_value() if settings.api_key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.key is not None and scope["type"] == "http":
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            if not _key_matches(headers, self.key):
+                reply = JSONResponse(
+                    {"detail": "missing or wrong API key"}, 401, headers={"WWW-Authenticate": "Bearer"}
+                )
+                await reply(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _key_matches(headers: Mapping[str, str], key: str) -> bool:
+    """`X-API-Key: <key>` or `Authorization: Bearer <key>`, compared in constant time."""
+    given = headers.get("x-api-key") or ""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        given = given or token.strip()
+    return secrets.compare_digest(given.encode(), key.encode())
 
 
 def check_admin(settings: Settings, given: str | None) -> None:

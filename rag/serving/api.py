@@ -12,7 +12,7 @@ import json
 import logging
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag.serving.access import api_key_check, check_admin
 from rag.serving.service import AnswerService, Upload
+from rag.serving.streaming import cancel_on_disconnect, run_in_thread
+from rag.serving.telemetry import note_answer
 from rag.settings import Settings
 from rag.types import Answer, AnswerEvent, Document, Sources, Turn
 
 logger = logging.getLogger(__name__)
 MAX_UPLOAD_FILES = 100
-_END = object()
 
 
 class TurnIn(BaseModel):
@@ -52,16 +53,17 @@ def api_router(service: AnswerService, settings: Settings) -> APIRouter:
     async def ask(body: AskRequest, request: Request) -> dict[str, Any]:
         cancel = threading.Event()
         events = service.stream(body.question, body.turns(), cancel)
-        watcher = asyncio.create_task(_cancel_on_disconnect(request, cancel))
+        watcher = asyncio.create_task(cancel_on_disconnect(request, cancel))
         answer = None
         try:
-            async for event in _in_thread(events, cancel):
+            async for event in run_in_thread(events, cancel):
                 if isinstance(event, Answer):
                     answer = event
         finally:
             watcher.cancel()
         if answer is None:
             raise HTTPException(503, "the answer was cancelled")
+        note_answer(answer)
         return answer.to_dict()
 
     @router.post(
@@ -79,7 +81,7 @@ def api_router(service: AnswerService, settings: Settings) -> APIRouter:
         cancel = threading.Event()
         events = service.stream(body.question, body.turns(), cancel)
         return StreamingResponse(
-            _sse(_in_thread(events, cancel)),
+            _sse(run_in_thread(events, cancel)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -138,40 +140,11 @@ def indexed_document(service: AnswerService, doc_id: str) -> Document:
         raise HTTPException(404, f"no document {doc_id} in the index") from None
 
 
-async def _in_thread(events: Iterator[AnswerEvent], cancel: threading.Event) -> AsyncIterator[AnswerEvent]:
-    """Run a blocking answer stream on its own thread; if our consumer goes away, cancel it."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[object] = asyncio.Queue()
-
-    def put(item: object) -> None:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-        except RuntimeError:  # the event loop is gone (server shutting down)
-            cancel.set()
-
-    def work() -> None:
-        try:
-            for event in events:
-                put(event)
-        except BaseException as exc:  # handed to the consumer, which reports it
-            put(exc)
-        finally:
-            put(_END)
-
-    threading.Thread(target=work, name="rag-answer", daemon=True).start()
-    try:
-        while (item := await queue.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        cancel.set()
-
-
 async def _sse(events: AsyncIterator[AnswerEvent]) -> AsyncIterator[str]:
     try:
         async for event in events:
             if isinstance(event, Answer):
+                note_answer(event)
                 yield _sse_event("answer", event.to_dict())
             elif isinstance(event, Sources):
                 yield _sse_event("sources", event.to_dict())
@@ -184,11 +157,3 @@ async def _sse(events: AsyncIterator[AnswerEvent]) -> AsyncIterator[str]:
 
 def _sse_event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
-    while not cancel.is_set():
-        if await request.is_disconnected():
-            cancel.set()
-            return
-        await asyncio.sleep(0.25)

@@ -1,16 +1,20 @@
-"""One server on one port: the Gradio chat UI, the JSON API and the widget, all over one `Assistant`.
+"""One server on one port: the Gradio chat UI, the JSON API, the OpenAI-compatible API, MCP, the widget
+and /metrics, all over one `Assistant`.
 
-The routers (`api`, `pages`) and the UI are thin callers of one `AnswerService`; `access` holds the
-API key, admin token and browser limits every response goes through. `python app.py` calls `main`.
+The routers (`api`, `openai_api`, `pages`, `metrics`), the MCP server and the UI are thin callers of one
+`AnswerService`; `access` holds the API key, admin token and browser limits every response goes through,
+`telemetry` the request ids, request metrics and log lines. `python app.py` calls `main`.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -25,32 +29,52 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from rag.assistant import Assistant, QuestionError
 from rag.generation.llamacpp import PromptTooLongError
 from rag.models import ModelError
-from rag.serving.access import BodyLimit, FrameAncestors, ui_auth
+from rag.serving.access import BodyLimit, FrameAncestors, RequireApiKey, ui_auth
 from rag.serving.api import api_router
+from rag.serving.mcp_server import build_mcp_server
+from rag.serving.metrics import metrics_router
+from rag.serving.openai_api import openai_router
 from rag.serving.pages import pages_router
 from rag.serving.service import AnswerService, Busy
+from rag.serving.telemetry import REQUEST_ID_HEADER, RequestTelemetry, configure_logging, current_request_id
 from rag.serving.ui import CSS, JS, STATIC, THEME, build_ui
 from rag.settings import Settings, get_settings
 from rag.store.base import IndexLockedError, IndexStoreError
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(assistant: Assistant) -> FastAPI:
     """The whole server as an ASGI app; `assistant` should be indexed and warmed up already."""
     settings = assistant.settings
+    configure_logging(settings.log_format)
     service = AnswerService(assistant)
+    mcp = build_mcp_server(service)
+    mcp_http = mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=_mcp_security(settings))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with mcp.session_manager.run():  # MCP's HTTP sessions live as long as the server
+            yield
+
     app = FastAPIOffline(  # FastAPI whose /docs page loads Swagger UI from this server, not a CDN
         title="rag",
         summary="Answers from your documents, with checked citations.",
         version="0.1.0",
         docs_url="/docs",
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.service = service
-    # The last added runs first: CORS and framing headers go on every response, refusals included.
+    # The last added runs first: request ids, metrics and the log line see every response, refusals
+    # included; CORS and framing headers go on every response.
     app.add_middleware(BodyLimit, upload_bytes=int(settings.max_upload_mb * 1024 * 1024))
     app.add_middleware(FrameAncestors, origins=settings.allowed_origins)
     app.add_middleware(
@@ -59,9 +83,15 @@ def create_app(assistant: Assistant) -> FastAPI:
         allow_methods=["GET", "POST"],
         allow_headers=["*"],
         allow_credentials=True,
+        expose_headers=[REQUEST_ID_HEADER],
     )
+    app.add_middleware(RequestTelemetry, metrics=service.metrics)
     _add_error_handlers(app)
     app.include_router(api_router(service, settings))
+    app.include_router(openai_router(service, settings))
+    app.include_router(metrics_router(service.metrics, settings))
+    for route in mcp_http.routes:  # /mcp itself (a mount would redirect /mcp to /mcp/)
+        app.router.routes.append(Route(route.path, RequireApiKey(route.app, settings), methods=None))
     app.include_router(pages_router(service, settings))
     app.mount("/rag-static", StaticFiles(directory=STATIC), name="rag-static")
     return gr.mount_gradio_app(
@@ -84,34 +114,85 @@ def create_app(assistant: Assistant) -> FastAPI:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    """Every refusal is a 4xx (or 503 when busy) with a `detail` message a person can act on."""
+    """Every refusal is a 4xx (or 503 when busy) with a message a person can act on and the request id.
+
+    Under /v1 errors take the OpenAI shape (`{"error": {"message", "type", "param", "code"}}`) that
+    OpenAI clients parse, and request validation is a 400 there, as OpenAI answers it.
+    """
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse({"detail": "the request body is not valid JSON"}, 400)
+            return error_response(request, 400, "the request body is not valid JSON")
         parts = []
         for e in errors:
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
             parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
-        return JSONResponse({"detail": "; ".join(parts)}, 422)
+        return error_response(request, 400 if _openai_path(request) else 422, "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(request, exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(QuestionError)
     async def bad_question(request: Request, exc: QuestionError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, 422)
+        return error_response(request, 400 if _openai_path(request) else 422, str(exc))
 
     @app.exception_handler(Busy)
     async def busy(request: Request, exc: Busy) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": "30"})
+        return error_response(request, 503, str(exc), {"Retry-After": "30"})
 
     @app.exception_handler(PromptTooLongError)
     async def prompt_too_long(request: Request, exc: PromptTooLongError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, 422)
+        return error_response(request, 400 if _openai_path(request) else 422, str(exc))
 
     @app.exception_handler(IndexStoreError)
     async def index_unusable(request: Request, exc: IndexStoreError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, 503)
+        return error_response(request, 503, str(exc))
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("request failed")
+        return error_response(request, 500, f"internal error ({type(exc).__name__}); the server log has the details")
+
+
+_OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_response(
+    request: Request, status: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    request_id = current_request_id()
+    if _openai_path(request):
+        kind = _OPENAI_ERROR_TYPES.get(status, "server_error")
+        body: dict[str, object] = {
+            "error": {"message": message, "type": kind, "param": None, "code": None, "request_id": request_id}
+        }
+    else:
+        body = {"detail": message, "request_id": request_id}
+    return JSONResponse(body, status, headers=dict(headers or {}))
+
+
+def _openai_path(request: Request) -> bool:
+    return request.url.path == "/v1" or request.url.path.startswith("/v1/")
+
+
+def _mcp_security(settings: Settings) -> TransportSecuritySettings:
+    """DNS-rebinding protection as the SDK sets it for loopback, plus the pages allowed to call us."""
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    if settings.host in ("0.0.0.0", "::"):  # reached by any of the machine's names: the Host header says nothing
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *settings.allowed_origins]
+    return TransportSecuritySettings(allowed_hosts=[*hosts, f"{settings.host}:*"], allowed_origins=origins)
 
 
 # ---- starting ------------------------------------------------------------------------------------
@@ -169,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=settings.host,
             port=settings.port,
             timeout_graceful_shutdown=3,
+            access_log=False,
         )
         return 0
     try:
@@ -177,7 +259,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rag: error: {exc}", file=sys.stderr)
         return 2
     print(f"rag: serving on http://{settings.host}:{settings.port}/ (API docs at /docs)", file=sys.stderr)
-    uvicorn.run(create_app(assistant), host=settings.host, port=settings.port, timeout_graceful_shutdown=3)
+    uvicorn.run(
+        create_app(assistant),
+        host=settings.host,
+        port=settings.port,
+        timeout_graceful_shutdown=3,
+        access_log=False,  # each request is logged once, by rag.serving.telemetry, with its id
+    )
     return 0
 
 

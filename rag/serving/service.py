@@ -12,13 +12,15 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag.assistant import Assistant, IndexReport
-from rag.types import Answer, AnswerEvent, Turn
+from rag.serving.metrics import Metrics
+from rag.types import Answer, AnswerEvent, Passage, Turn
 
 _UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
 _POLL_S = 0.2
@@ -50,6 +52,8 @@ class AnswerService:
     def __init__(self, assistant: Assistant) -> None:
         self.assistant = assistant
         self.upload_dir = assistant.settings.upload_dir
+        self.metrics = Metrics()
+        self.metrics.watch(lambda: self._waiting, self._document_count, self._chunk_count)
         settings = assistant.settings
         places = settings.max_concurrent_generations if settings.generator_engine == "openai" else 1
         # a semaphore, not a lock: Gradio may resume a generator (and release its turn) on another thread
@@ -70,6 +74,7 @@ class AnswerService:
         """Check the question now (raising `QuestionError` or `Busy`), then stream it when its turn comes."""
         question = self.assistant.check_question(question)
         if self._waiting >= self.assistant.settings.max_waiting:  # a soft limit: checked, not reserved
+            self.metrics.rejected.inc()
             raise Busy(f"{self._waiting} questions are waiting for the model; try again in a minute")
         return self._answer(question, list(history), cancel or threading.Event())
 
@@ -80,12 +85,29 @@ class AnswerService:
         raise RuntimeError("the answer was cancelled before it was complete")
 
     def _answer(self, question: str, history: list[Turn], cancel: threading.Event) -> Iterator[AnswerEvent]:
+        pieces: list[str] = []
+        first = last = 0.0
+        outcome = "cancelled"  # unless an answer comes, or the pipeline fails
         try:
             with self._exclusive(cancel) as turn:
                 if turn and not cancel.is_set():
-                    yield from self.assistant.ask_stream(question, history, cancel)
+                    for event in self.assistant.ask_stream(question, history, cancel):
+                        if isinstance(event, str):
+                            last = time.perf_counter()
+                            first = first or last
+                            pieces.append(event)
+                        elif isinstance(event, Answer):
+                            outcome = ""
+                            tokens = self.assistant.generator.count_tokens("".join(pieces)) if pieces else 0
+                            self.metrics.answered(event, tokens, last - first)
+                        yield event
+        except Exception:
+            outcome = "failed"
+            raise
         finally:
             cancel.set()  # a client that stopped reading stops the generation
+            if outcome:
+                self.metrics.answers.labels(outcome).inc()
 
     @contextmanager
     def _exclusive(self, cancel: threading.Event | None = None) -> Iterator[bool]:
@@ -128,7 +150,12 @@ class AnswerService:
             return results
         with self._exclusive():
             report = self.assistant.index(list(saved), replace=False)
+        self.metrics.ingest_failed(report.errors)
         return results + _results(report, saved)
+
+    def search(self, query: str, k: int) -> list[Passage]:
+        """The `k` passages an answer to `query` would be read from; no model turn needed (retrieval only)."""
+        return self.assistant.retrieve(query, k)
 
     def documents(self) -> list[dict[str, object]]:
         chunks = self.assistant.store.chunk_counts()
@@ -142,6 +169,12 @@ class AnswerService:
             }
             for d in self.assistant.documents()
         ]
+
+    def _document_count(self) -> int:
+        return len(self.assistant.store.chunk_counts()) if self.assistant.store.is_built() else 0
+
+    def _chunk_count(self) -> int:
+        return sum(self.assistant.store.chunk_counts().values()) if self.assistant.store.is_built() else 0
 
 
 def safe_filename(name: str) -> str:
