@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     )
     max_upload_mb: float = Field(default=50.0, gt=0, description="One upload request, all files together.")
     max_waiting: int = Field(default=16, ge=1, description="Questions waiting for the model; more get HTTP 503.")
+    max_auth_failures: int = Field(
+        default=10, ge=1, description="Wrong API keys or admin tokens one client may send per minute; then HTTP 429."
+    )
     log_format: Literal["json", "text"] = Field(
         default="text",
         description="The server's log: one line per request (id, route, status, timings), as JSON for a log "

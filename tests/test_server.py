@@ -373,3 +373,67 @@ def test_a_question_abandoned_while_waiting_leaves_the_line(
     fake_generation.pieces = 0
     first.join(timeout=30)
     assert len(fake_generation.runs) == 1  # the abandoned one never reached the model
+
+
+# ---- security basics -----------------------------------------------------------------------------
+
+
+def test_every_response_carries_the_security_headers(client: httpx.Client) -> None:
+    for path in ("/", "/widget", "/api/documents", "/v1/models", "/metrics", "/healthz", "/api/documents/nope"):
+        headers = client.get(path).headers
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert headers["referrer-policy"] == "no-referrer", path
+        assert "frame-ancestors" in headers["content-security-policy"], path
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/ask", {"question": QUESTION}),
+        ("/api/ask/stream", {"question": QUESTION}),
+        ("/v1/chat/completions", {"model": "rag", "messages": [{"role": "user", "content": QUESTION}]}),
+    ],
+)
+def test_a_page_off_the_allowlist_cannot_make_the_server_answer(
+    client: httpx.Client, url: str, path: str, body: dict, fake_generation: FakeGeneration
+) -> None:
+    """CORS alone would let the request run (the browser only hides the reply): it is refused before that."""
+    fake_generation.pieces = 2
+    refused = client.post(path, json=body, headers={"Origin": "http://evil.example"})
+    assert refused.status_code == 403 and "not allowed" in refused.text
+    assert fake_generation.runs == []
+    for origin in (ALLOWED, url):  # an allowlisted page, and our own (the UI, the widget's iframe)
+        assert client.post(path, json=body, headers={"Origin": origin}).status_code == 200, origin
+
+
+def test_repeated_wrong_keys_are_rate_limited_per_client(assistant: Assistant) -> None:
+    guarded = Assistant(assistant.settings.model_copy(update={"api_key": SecretStr("k3y"), "max_auth_failures": 3}))
+    with running_server(create_app(guarded)) as base, httpx.Client(base_url=base, timeout=30) as client:
+        statuses = [client.get("/api/documents", headers={"X-API-Key": f"guess{i}"}).status_code for i in range(4)]
+        assert statuses == [401, 401, 401, 429]
+        blocked = client.get("/api/documents", headers={"X-API-Key": "k3y"})  # even the right key, for a while
+        assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+        assert "too many wrong keys" in blocked.json()["detail"]
+        assert client.get("/healthz").status_code == 200
+        wrong_admin = [
+            client.post("/api/documents", files={"files": ("a.txt", b"x")}, headers={"X-Admin-Token": "no"})
+            for _ in range(2)
+        ]
+        assert all(r.status_code == 429 for r in wrong_admin)
+
+
+def test_the_rate_limit_lifts_when_its_window_has_passed() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from rag.serving.access import AuthFailureLimit
+
+    def endpoint(request: object) -> PlainTextResponse:
+        return PlainTextResponse("no", 401 if request.headers.get("x-api-key") != "k" else 200)  # type: ignore[attr-defined]
+
+    app = AuthFailureLimit(Starlette(routes=[Route("/", endpoint)]), max_failures=2, window_s=0.5)
+    with TestClient(app) as client:
+        assert [client.get("/", headers={"X-API-Key": "x"}).status_code for _ in range(3)] == [401, 401, 429]
+        time.sleep(0.6)
+        assert client.get("/", headers={"X-API-Key": "k"}).status_code == 200

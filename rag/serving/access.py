@@ -7,6 +7,8 @@ frame-ancestors list, so only those pages may embed or call us. Secrets are comp
 from __future__ import annotations
 
 import secrets
+import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -84,8 +86,9 @@ def _frame_ancestors(origins: Sequence[str]) -> str:
     return "frame-ancestors " + " ".join(["'self'", *origins])
 
 
-class FrameAncestors:
-    """Every response may be framed only by us and the allowlisted origins (unless it sets its own CSP)."""
+class SecurityHeaders:
+    """Every response may be framed only by us and the allowlisted origins (unless it sets its own CSP), is
+    not sniffed for another content type, and sends no referrer (a document page's URL holds its id)."""
 
     def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
         self.app = app
@@ -104,10 +107,78 @@ class FrameAncestors:
                     headers.append((b"content-security-policy", self.policy))
                 if b"x-content-type-options" not in names:
                     headers.append((b"x-content-type-options", b"nosniff"))
+                if b"referrer-policy" not in names:
+                    headers.append((b"referrer-policy", b"no-referrer"))
                 message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_policy)
+
+
+class OriginCheck:
+    """A browser request from a page that is neither ours nor on `allowed_origins` is refused (403) on the API
+    paths, streams and /v1 included: CORS only keeps such a page from reading the reply, and the request
+    would still queue a generation. Clients that are not browsers send no Origin and pass."""
+
+    PATHS = ("/api/", "/v1/", "/mcp", "/metrics")
+
+    def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
+        self.app = app
+        self.origins = {o.rstrip("/") for o in origins}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.PATHS):
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            origin = headers.get("origin", "").rstrip("/")
+            same_site = origin.partition("://")[2] == headers.get("host", "")
+            if origin and origin not in self.origins and not same_site:
+                reply = JSONResponse({"detail": f"requests from {origin} are not allowed (allowed_origins)"}, 403)
+                await reply(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class AuthFailureLimit:
+    """A client (by address) that sent `max_failures` wrong API keys or admin tokens within `window_s` gets
+    429 on everything but /healthz until the window has passed: guessing a key takes forever.
+
+    Behind a reverse proxy every client has the proxy's address, so one guesser blocks the proxy's
+    clients for a minute; set `max_auth_failures` higher there.
+    """
+
+    def __init__(self, app: ASGIApp, max_failures: int, window_s: float = 60.0) -> None:
+        self.app = app
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self._failures: dict[str, deque[float]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/healthz":
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("unknown", 0))[0]
+        now = time.monotonic()
+        recent = self._failures.get(client)
+        while recent and now - recent[0] > self.window_s:
+            recent.popleft()
+        if recent is not None and not recent:
+            del self._failures[client]
+        elif recent is not None and len(recent) >= self.max_failures:
+            wait = max(1, int(self.window_s - (now - recent[0])) + 1)
+            reply = JSONResponse(
+                {"detail": f"too many wrong keys or tokens from this client; try again in {wait} s"},
+                429,
+                headers={"Retry-After": str(wait)},
+            )
+            await reply(scope, receive, send)
+            return
+
+        async def watching_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                self._failures.setdefault(client, deque()).append(time.monotonic())
+            await send(message)
+
+        await self.app(scope, receive, watching_send)
 
 
 class BodyLimit:

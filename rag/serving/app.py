@@ -36,7 +36,7 @@ from starlette.routing import Route
 from rag.assistant import Assistant, QuestionError
 from rag.generation.llamacpp import PromptTooLongError
 from rag.models import ModelError
-from rag.serving.access import BodyLimit, FrameAncestors, RequireApiKey, ui_auth
+from rag.serving.access import AuthFailureLimit, BodyLimit, OriginCheck, RequireApiKey, SecurityHeaders, ui_auth
 from rag.serving.api import api_router
 from rag.serving.mcp_server import build_mcp_server
 from rag.serving.metrics import metrics_router
@@ -76,7 +76,8 @@ def create_app(assistant: Assistant) -> FastAPI:
     # The last added runs first: request ids, metrics and the log line see every response, refusals
     # included; CORS and framing headers go on every response.
     app.add_middleware(BodyLimit, upload_bytes=int(settings.max_upload_mb * 1024 * 1024))
-    app.add_middleware(FrameAncestors, origins=settings.allowed_origins)
+    app.add_middleware(OriginCheck, origins=settings.allowed_origins)
+    app.add_middleware(SecurityHeaders, origins=settings.allowed_origins)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
@@ -85,6 +86,7 @@ def create_app(assistant: Assistant) -> FastAPI:
         allow_credentials=True,
         expose_headers=[REQUEST_ID_HEADER],
     )
+    app.add_middleware(AuthFailureLimit, max_failures=settings.max_auth_failures)
     app.add_middleware(RequestTelemetry, metrics=service.metrics)
     _add_error_handlers(app)
     app.include_router(api_router(service, settings))
