@@ -298,6 +298,25 @@ BAD_FILES = {
 }
 
 
+# the label /metrics counts each under (rag_ingest_errors_total{kind})
+ERROR_KINDS = {
+    "unsupported": "unsupported",
+    "no_extension": "unsupported",
+    "empty": "empty",
+    "whitespace": "no_text",
+    "binary": "encoding",
+    "not_utf8": "encoding",
+    "oversized": "too_large",
+    "corrupt_pdf": "corrupt",
+    "scanned_pdf": "no_text",
+    "password_pdf": "encrypted",
+    "corrupt_docx": "corrupt",
+    "zip_not_docx": "corrupt",
+    "empty_docx": "no_text",
+    "empty_html": "no_text",
+}
+
+
 @pytest.mark.parametrize("kind", sorted(BAD_FILES))
 def test_bad_file_gives_one_error_and_the_batch_goes_on(tmp_path: Path, kind: str) -> None:
     name, write, expected = BAD_FILES[kind]
@@ -313,6 +332,7 @@ def test_bad_file_gives_one_error_and_the_batch_goes_on(tmp_path: Path, kind: st
     assert expected.lower() in errors[0].reason.lower()
     assert "\n" not in errors[0].reason
     assert str(errors[0]).startswith(f"batch/{name}: ")
+    assert errors[0].kind == ERROR_KINDS[kind]
 
 
 def test_oversized_reason_names_size_and_limit(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 _MB = 1024 * 1024  # `max_bytes` is usually int(settings.max_file_mb * _MB)
 _TITLE_MAX_CHARS = 120
+ZIP_EXPANSION = 4  # a .docx of text unpacks to about 2-3 times its text: markup around every run
 _LABEL_MAX_WORDS = 2  # a first line this short, over a longer headline, is a section label
 
 
@@ -246,11 +247,33 @@ def _load_file(path: Path, shown: str, max_bytes: int) -> Document:
         raise _Skip(f"file is {size_mb} MB, over the {limit_mb} MB limit (max_file_mb)", "too_large")
     if size == 0:
         raise _Skip("empty file", "empty")
+    if extension == ".docx":
+        _check_expansion(path, max_bytes)
     text, title = loader(path)
+    if len(text) > max_bytes:  # a small file can hold far more text (compressed streams): the limit is on both
+        raise _Skip(
+            f"its text is {len(text) / _MB:.1f} MB, over the {max_bytes / _MB:.1f} MB limit (max_file_mb)", "too_large"
+        )
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise _Skip(_NO_TEXT.get(extension, "no text: the file holds only whitespace"), "no_text")
     return Document(doc_id=document_id(text), title=_clean_title(title) or path.stem, source=shown, text=text)
+
+
+def _check_expansion(path: Path, max_bytes: int) -> None:
+    """A .docx is a zip: refuse one that unpacks to more than `ZIP_EXPANSION` times the size limit (a zip
+    bomb) before parsing it, which would take minutes and gigabytes."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile:
+        return  # the loader says what is wrong with it
+    if unpacked > ZIP_EXPANSION * max_bytes:
+        raise _Skip(
+            f"unpacks to {unpacked / _MB:.0f} MB, over {ZIP_EXPANSION} x the {max_bytes / _MB:.1f} MB limit "
+            "(a zip bomb?)",
+            "too_large",
+        )
 
 
 def document_id(text: str) -> str:
@@ -335,12 +358,14 @@ def _dedupe(cells: list[str]) -> list[str]:
 
 
 def _display(path: Path, cwd: Path) -> str:
-    """POSIX path relative to the working directory when under it, else absolute."""
+    """POSIX path relative to the working directory when under it, else absolute; control characters in a
+    name are shown escaped (`\\n`), so a listing or an error stays one line."""
     absolute = Path(os.path.abspath(path))
     try:
-        return absolute.relative_to(cwd).as_posix()
+        shown = absolute.relative_to(cwd).as_posix()
     except ValueError:
-        return absolute.as_posix()
+        shown = absolute.as_posix()
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
 
 
 def _megabytes(size: int, limit: int) -> tuple[str, str]:
