@@ -118,6 +118,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     mcp.set_defaults(run=_mcp)
 
+    soak = commands.add_parser(
+        "soak", help="N clients against a real server for M minutes; exit 1 on any 5xx, hang or leak"
+    )
+    soak.add_argument("--minutes", type=float, default=2.0, help="how long the clients keep asking (default: 2)")
+    soak.add_argument("--clients", type=int, default=4, help="concurrent clients (default: 4)")
+    soak.add_argument("--model", help="generator the server loads (default: the configured one)")
+    soak.add_argument("--output", help="also write the Markdown report to this file")
+    soak.set_defaults(run=_soak)
+
     bench = commands.add_parser("bench", help="measure every stage side by side; writes docs/BENCHMARKS.md")
     bench.add_argument("--reps", type=int, default=3, help="interleaved rounds per measurement")
     bench.add_argument(
@@ -203,6 +212,18 @@ def _mcp(assistant: Assistant, args: argparse.Namespace) -> int:
     configure_logging(ready.settings.log_format)
     build_mcp_server(AnswerService(ready)).run("stdio")
     return 0
+
+
+def _soak(assistant: Assistant, args: argparse.Namespace) -> int:
+    from rag.cpu import cpu_info
+    from rag.evaluation.soak import report, soak
+
+    result = soak(assistant.settings, args.minutes, args.clients)
+    text = report(result, assistant.settings, cpu_info().describe())
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    return 1 if result.problems else 0
 
 
 def _prepare(assistant: Assistant, args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ The routers (`api`, `openai_api`, `pages`, `metrics`), the MCP server and the UI
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import logging
 import os
 import sys
@@ -49,6 +51,7 @@ from rag.settings import Settings, get_settings
 from rag.store.base import IndexLockedError, IndexStoreError
 
 logger = logging.getLogger(__name__)
+M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
 
 
 def create_app(assistant: Assistant) -> FastAPI:
@@ -225,6 +228,14 @@ def _wait_for_index(assistant: Assistant, timeout_s: float = 3600.0) -> None:
         time.sleep(1.0)
 
 
+def _fewer_malloc_arenas() -> None:
+    """glibc gives each thread that allocates its own heap arena (up to 8 per core), and every answer runs on a
+    short-lived thread of its own: resident memory then creeps up by half-empty arenas (`rag soak` saw
+    +140 MB a minute with SmolLM2), not by data. Two arenas serve two cores."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="app.py", description="Serve the chat UI, the API and the widget.")
     parser.add_argument("--host", help="address to listen on (setting `host`, default 127.0.0.1)")
@@ -237,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "generator_engine = openai: in-process engines would load the model once per worker)",
     )
     args = parser.parse_args(argv)
+    _fewer_malloc_arenas()
     settings = get_settings()
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = settings.model_copy(update=overrides)
@@ -273,4 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def replica_app() -> FastAPI:
     """One worker of `app.py --workers N`, with the settings of the environment and rag.toml."""
+    _fewer_malloc_arenas()
     return create_app(prepared_assistant(get_settings()))
+
+
+if __name__ == "__main__":  # python -m rag.serving.app, as `rag soak` starts it
+    sys.exit(main(sys.argv[1:]))

@@ -50,6 +50,9 @@ class Metrics:
             "rag_rejected_requests", "Questions refused because too many were waiting (HTTP 503)", registry=r
         )
         self.queue_depth = Gauge("rag_queue_depth", "Answers and uploads waiting for the model", registry=r)
+        self.generations_running = Gauge(
+            "rag_generations_running", "Answers being generated now (0 when idle: none left behind)", registry=r
+        )
         self.generated_tokens = Counter("rag_generated_tokens", "Tokens the model generated for answers", registry=r)
         self.generation_seconds = Counter(
             "rag_generation_seconds", "Time from the first token to the last, over all answers", registry=r

@@ -89,7 +89,7 @@ class AnswerService:
         first = last = 0.0
         outcome = "cancelled"  # unless an answer comes, or the pipeline fails
         try:
-            with self._exclusive(cancel) as turn:
+            with self._exclusive(cancel) as turn, self.metrics.generations_running.track_inprogress():
                 if turn and not cancel.is_set():
                     for event in self.assistant.ask_stream(question, history, cancel):
                         if isinstance(event, str):

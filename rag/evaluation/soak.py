@@ -1,0 +1,256 @@
+"""`rag soak`: N clients against a real server (`python app.py`, the configured model) for M minutes.
+
+Each client loops over a mix of what users do: JSON and streamed questions, follow-ups, streams closed
+after the first words, document listings and uploads. Every request is recorded with its route,
+status and latency. The run fails (exit 1) on any 5xx, any request that hangs past its timeout, a 503
+without Retry-After, a generation still running once every client has left, or growth of the server's
+memory or open files beyond noise over the last two thirds of the run (the first third settles the
+allocator and caches). Loopback only, bounded in time and clients.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from rag.evaluation.bench.report import Series, free_port
+from rag.settings import Settings
+
+QUESTIONS = (
+    "What did LeCun propose in Paris?",
+    "Who is Meta's chief AI scientist?",
+    "Why does Meta release its models openly?",
+    "What did Macron announce?",  # refused before generation
+    "What is PyTorch?",
+)
+FOLLOW_UPS = ("Why?", "What did he say next?", "Which article says so?")
+ACTIONS = {  # what a client does next, by weight
+    "ask": 30,
+    "ask_stream": 25,
+    "follow_up": 15,
+    "disconnect": 10,
+    "documents": 15,
+    "upload": 5,
+}
+REQUEST_TIMEOUT_S = 600  # a request still unanswered then is a hang
+MAX_MINUTES, MAX_CLIENTS = 240, 64
+RSS_NOISE = 0.10  # growth of resident memory over the last two thirds that counts as a leak: 10% and 100 MB
+RSS_NOISE_MB = 100
+FD_NOISE = 16
+
+
+@dataclass
+class Record:
+    route: str
+    status: int  # 0: no reply (hang or connection error)
+    seconds: float
+    note: str = ""
+
+
+@dataclass
+class SoakResult:
+    minutes: float
+    clients: int
+    records: list[Record] = field(default_factory=list)
+    start: tuple[float, int] = (0.0, 0)  # RSS MB, open fds, after the warm-up
+    settled: tuple[float, int] = (0.0, 0)  # a third into the run: what growth is measured from
+    end: tuple[float, int] = (0.0, 0)
+    left_running: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def soak(settings: Settings, minutes: float, clients: int, seed: int = 0) -> SoakResult:
+    if not (0 < minutes <= MAX_MINUTES and 0 < clients <= MAX_CLIENTS):
+        raise ValueError(f"--minutes must be in (0, {MAX_MINUTES}] and --clients in [1, {MAX_CLIENTS}]")
+    result = SoakResult(minutes, clients)
+    admin = secrets.token_hex(8)
+    with tempfile.TemporaryDirectory(prefix="rag-soak-") as tmp:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "RAG_HOST": "127.0.0.1",
+            "RAG_PORT": str(port),
+            "RAG_INDEX_DIR": str(Path(tmp) / "index"),
+            "RAG_DEFAULT_CORPUS": str(settings.default_corpus),
+            "RAG_GENERATOR_MODEL": settings.generator_model,
+            "RAG_ADMIN_TOKEN": admin,
+        }
+        log = Path(tmp) / "server.log"
+        with open(log, "wb") as out:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "rag.serving.app"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        try:
+            _wait_until_up(url, server, log)
+            _warm_up(url)
+            result.start = _resources(server.pid)
+            deadline = time.monotonic() + minutes * 60
+            lock = threading.Lock()
+            threads = [
+                threading.Thread(target=_client, args=(url, admin, deadline, random.Random(seed + i), result, lock))
+                for i in range(clients)
+            ]
+            for thread in threads:
+                thread.start()
+            time.sleep(minutes * 60 / 3)
+            result.settled = _resources(server.pid)
+            for thread in threads:
+                thread.join()
+            result.left_running = _settled(url)
+            result.end = _resources(server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    result.problems = _problems(result)
+    return result
+
+
+def _client(
+    url: str, admin: str, deadline: float, rng: random.Random, result: SoakResult, lock: threading.Lock
+) -> None:
+    history: list[dict[str, str]] = []
+    names, weights = zip(*ACTIONS.items(), strict=True)
+    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
+        while time.monotonic() < deadline:
+            action = rng.choices(names, weights)[0]
+            started = time.perf_counter()
+            route, status, note = _act(client, action, rng, history, admin)
+            with lock:
+                result.records.append(Record(route, status, time.perf_counter() - started, note))
+
+
+def _act(
+    client: httpx.Client, action: str, rng: random.Random, history: list[dict[str, str]], admin: str
+) -> tuple[str, int, str]:
+    """One request: its route label, status and a note (what went wrong, if anything)."""
+    try:
+        if action == "documents":
+            return "GET /api/documents", client.get("/api/documents").status_code, ""
+        if action == "upload":
+            text = f"Memo {rng.random()}\n\nThe canteen serves fish on day {rng.randint(1, 31)}."
+            reply = client.post(
+                "/api/documents", files={"files": ("memo.txt", text.encode())}, headers={"X-Admin-Token": admin}
+            )
+            return "POST /api/documents", reply.status_code, _retry_after(reply)
+        question = rng.choice(FOLLOW_UPS) if action == "follow_up" and history else rng.choice(QUESTIONS)
+        body = {"question": question, "history": history[-2:] if action == "follow_up" else []}
+        if action == "ask" or action == "follow_up":
+            reply = client.post("/api/ask", json=body)
+            if reply.status_code == 200:
+                history.append({"question": question, "answer": reply.json()["answer"]})
+            return "POST /api/ask", reply.status_code, _retry_after(reply)
+        with client.stream("POST", "/api/ask/stream", json=body) as reply:
+            if reply.status_code != 200:
+                reply.read()
+                return "POST /api/ask/stream", reply.status_code, _retry_after(reply)
+            for line in reply.iter_lines():
+                if action == "disconnect" and line.startswith("event: token"):
+                    return "POST /api/ask/stream (left)", 200, ""  # leaving the block closes the connection
+                if line.startswith("event: error"):
+                    return "POST /api/ask/stream", 200, "error event"
+        return "POST /api/ask/stream", 200, ""
+    except httpx.TimeoutException:
+        return f"{action}", 0, "hang"
+    except httpx.HTTPError as exc:
+        return f"{action}", 0, f"connection: {type(exc).__name__}"
+
+
+def _retry_after(reply: httpx.Response) -> str:
+    return "503 without Retry-After" if reply.status_code == 503 and not reply.headers.get("retry-after") else ""
+
+
+def _wait_until_up(url: str, server: subprocess.Popen[bytes], log: Path, timeout_s: float = 900) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not start: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.5)
+
+
+def _warm_up(url: str) -> None:
+    """One of each kind of answer first, so first-use allocations are not counted as growth."""
+    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
+        for question in QUESTIONS[:2]:
+            client.post("/api/ask", json={"question": question}).raise_for_status()
+        with client.stream("POST", "/api/ask/stream", json={"question": QUESTIONS[2]}) as reply:
+            reply.read()
+        client.get("/api/documents").raise_for_status()
+
+
+def _settled(url: str, timeout_s: float = 60) -> int:
+    """Generations still running once every client has gone (after `timeout_s` for the last ones to stop)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = httpx.get(f"{url}/metrics", timeout=30).text
+        values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+        running = int(values.get("rag_generations_running", 0) + values.get("rag_queue_depth", 0))
+        if running == 0 or time.monotonic() > deadline:
+            return running
+        time.sleep(0.5)
+
+
+def _resources(pid: int) -> tuple[float, int]:
+    """The server's resident memory (MB) and open file descriptors, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    return rss_kb / 1024, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _problems(result: SoakResult) -> list[str]:
+    problems = []
+    server_errors = [r for r in result.records if r.status >= 500 and r.status != 503]
+    if server_errors:
+        problems.append(f"{len(server_errors)} server errors (5xx)")
+    for note, count in Counter(r.note for r in result.records if r.note).items():
+        problems.append(f"{count} x {note}")
+    if result.left_running:
+        problems.append(f"{result.left_running} generations still running or waiting after every client left")
+    (rss0, fds0), (rss1, fds1) = result.settled, result.end
+    if rss1 - rss0 > max(RSS_NOISE * rss0, RSS_NOISE_MB):
+        problems.append(f"resident memory grew from {rss0:.0f} to {rss1:.0f} MB")
+    if fds1 - fds0 > FD_NOISE:
+        problems.append(f"open files grew from {fds0} to {fds1}")
+    return problems
+
+
+def report(result: SoakResult, settings: Settings, cpu: str) -> str:
+    by_route: dict[str, list[Record]] = {}
+    for record in result.records:
+        by_route.setdefault(record.route, []).append(record)
+    lines = [
+        f"## Soak: {result.clients} clients for {result.minutes:g} minutes",
+        "",
+        f"`rag soak --minutes {result.minutes:g} --clients {result.clients}`, model {settings.generator_model}, "
+        f"on {cpu}. {len(result.records)} requests; server RSS after the warm-up / a third in / at the end "
+        f"{result.start[0]:.0f} / {result.settled[0]:.0f} / {result.end[0]:.0f} MB, open files "
+        f"{result.start[1]} / {result.settled[1]} / {result.end[1]}; generations left running after the clients left: "
+        f"{result.left_running}.",
+        "",
+        "| route | requests | statuses | p50 (s) | p95 (s) | p99 (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for route, records in sorted(by_route.items()):
+        latency = Series([r.seconds for r in records if r.status == 200])
+        statuses = ", ".join(f"{s or 'none'}: {n}" for s, n in sorted(Counter(r.status for r in records).items()))
+        cells = [f"{latency.percentile(q):.2f}" if latency.values else "-" for q in (50, 95, 99)]
+        lines.append(f"| {route} | {len(records)} | {statuses} | {' | '.join(cells)} |")
+    lines += ["", "Result: " + ("passed" if not result.problems else "FAILED: " + "; ".join(result.problems)), ""]
+    return "\n".join(lines)

@@ -1,0 +1,27 @@
+"""The soak run CI makes: `rag soak` for 2 minutes with 4 clients against a real server and the default model.
+
+It fails on any 5xx, a hang, a 503 without Retry-After, a generation left running after its client went
+away, or memory or open files growing beyond noise (docs/RELIABILITY.md has the longer run's figures).
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import SEEDS
+
+from rag.cpu import cpu_info
+from rag.evaluation.soak import report, soak
+from rag.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+
+def test_two_minutes_of_four_clients_pass_with_no_5xx_hang_or_leak() -> None:
+    settings = Settings(default_corpus=SEEDS)
+    result = soak(settings, minutes=2, clients=4)
+    text = report(result, settings, cpu_info().describe())
+    print(text)
+    assert not result.problems, text
+    routes = {r.route for r in result.records}
+    assert {"POST /api/ask", "POST /api/ask/stream", "GET /api/documents"} <= routes, routes
+    assert len(result.records) >= 8
