@@ -172,7 +172,8 @@ class Assistant:
         without `Sources`. Once `cancel` is set no `Answer` comes.
         """
         question = self.check_question(question)
-        turns = list(history)[-self.settings.history_turns :] if self.settings.history_turns else []
+        recent = list(history)[-self.settings.history_turns :] if self.settings.history_turns else []
+        turns = [turn.clipped(self.settings.history_turn_chars) for turn in recent]
         timings = Timings()
         started = time.perf_counter()
 

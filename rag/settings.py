@@ -140,6 +140,9 @@ class Settings(BaseSettings):
         "token each, so drafts slow it down; rag bench).",
     )
     history_turns: int = Field(default=3, ge=0)
+    history_turn_chars: int = Field(
+        default=1500, ge=100, description="Each earlier question and answer is read up to this many characters."
+    )
     max_summary_documents: int = Field(
         default=8, ge=1, description="A summary covers at most this many documents (one or two sentences each)."
     )

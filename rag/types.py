@@ -207,3 +207,8 @@ class Turn:
 
     question: str
     answer: str
+
+    def clipped(self, chars: int) -> Turn:
+        """The turn with its question and answer cut to `chars` each: an earlier turn is context for a
+        follow-up, and a pasted essay in the history would otherwise overflow the model's context."""
+        return Turn(self.question[:chars], self.answer[:chars])

@@ -16,6 +16,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rag.serving.errors import error_response
 from rag.settings import Settings
 
 MAX_JSON_BYTES = 1024 * 1024
@@ -42,9 +43,7 @@ class RequireApiKey:
         if self.key is not None and scope["type"] == "http":
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             if not _key_matches(headers, self.key):
-                reply = JSONResponse(
-                    {"detail": "missing or wrong API key"}, 401, headers={"WWW-Authenticate": "Bearer"}
-                )
+                reply = error_response(scope["path"], 401, "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
                 await reply(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -132,7 +131,7 @@ class OriginCheck:
             origin = headers.get("origin", "").rstrip("/")
             same_site = origin.partition("://")[2] == headers.get("host", "")
             if origin and origin not in self.origins and not same_site:
-                reply = JSONResponse({"detail": f"requests from {origin} are not allowed (allowed_origins)"}, 403)
+                reply = error_response(scope["path"], 403, f"requests from {origin} are not allowed (allowed_origins)")
                 await reply(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -165,11 +164,8 @@ class AuthFailureLimit:
             del self._failures[client]
         elif recent is not None and len(recent) >= self.max_failures:
             wait = max(1, int(self.window_s - (now - recent[0])) + 1)
-            reply = JSONResponse(
-                {"detail": f"too many wrong keys or tokens from this client; try again in {wait} s"},
-                429,
-                headers={"Retry-After": str(wait)},
-            )
+            message = f"too many wrong keys or tokens from this client; try again in {wait} s"
+            reply = error_response(scope["path"], 429, message, {"Retry-After": str(wait)})
             await reply(scope, receive, send)
             return
 
@@ -200,7 +196,7 @@ class BodyLimit:
         limit = self.upload_bytes if scope["path"].rstrip("/") in self.UPLOAD_PATHS else MAX_JSON_BYTES
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await _too_large(limit)(scope, receive, send)
+            await _too_large(scope, limit)(scope, receive, send)
             return
         received = 0
         started = refused = False
@@ -215,7 +211,7 @@ class BodyLimit:
                     # while reading a body into their own 400s.
                     refused = True
                     if not started:
-                        await _too_large(limit)(scope, receive, send)
+                        await _too_large(scope, limit)(scope, receive, send)
                     return {"type": "http.disconnect"}
             return message
 
@@ -229,5 +225,5 @@ class BodyLimit:
         await self.app(scope, counting_receive, guarded_send)
 
 
-def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse({"detail": f"the request body is over the limit of {limit / 1024 / 1024:.1f} MB"}, 413)
+def _too_large(scope: Scope, limit: int) -> JSONResponse:
+    return error_response(scope["path"], 413, f"the request body is over the limit of {limit / 1024 / 1024:.1f} MB")

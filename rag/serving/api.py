@@ -5,8 +5,8 @@ the Assistant. The blocking answer stream runs on a thread of its own, and a cli
 cancels its generation.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the request models from the routes'
+# annotations, and the models are made per server (its limits), as local names a string would not resolve.
 import asyncio
 import json
 import logging
@@ -18,9 +18,20 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from rag.serving.access import api_key_check, check_admin
+from rag.serving.schemas import (
+    GUARDED,
+    POSTED,
+    AnswerOut,
+    AskRequestBase,
+    DocumentOut,
+    DocumentSummary,
+    UploadOut,
+    ask_request_model,
+    error_responses,
+    event_stream,
+)
 from rag.serving.service import AnswerService, Upload
 from rag.serving.streaming import cancel_on_disconnect, run_in_thread
 from rag.serving.telemetry import note_answer
@@ -29,30 +40,27 @@ from rag.types import Answer, AnswerEvent, Document, Sources, Turn
 
 logger = logging.getLogger(__name__)
 MAX_UPLOAD_FILES = 100
-
-
-class TurnIn(BaseModel):
-    question: str
-    answer: str
-
-
-class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    question: str = Field(description="The question; follow-ups may rely on `history`.")
-    history: list[TurnIn] = Field(default_factory=list, max_length=50, description="Earlier exchanges, oldest first.")
-
-    def turns(self) -> list[Turn]:
-        return [Turn(t.question, t.answer) for t in self.history]
+STREAM_EVENTS = ("sources", "token", "answer", "error")
 
 
 def api_router(service: AnswerService, settings: Settings) -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(api_key_check(settings))])
+    router = APIRouter(
+        prefix="/api",
+        tags=["api"],
+        dependencies=[Depends(api_key_check(settings))],
+        responses=error_responses(*GUARDED),
+    )
+    AskRequest = ask_request_model(settings)  # a model class made for this server's limits
 
-    @router.post("/ask", summary="Answer a question; the same JSON object as `rag ask --json`")
-    async def ask(body: AskRequest, request: Request) -> dict[str, Any]:
+    @router.post(
+        "/ask",
+        summary="Answer a question; the same JSON object as `rag ask --json`",
+        response_model=AnswerOut,
+        responses=error_responses(*POSTED, 503),
+    )
+    async def ask(body: AskRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
         cancel = threading.Event()
-        events = service.stream(body.question, body.turns(), cancel)
+        events = service.stream(body.question, _turns(body), cancel)
         watcher = asyncio.create_task(cancel_on_disconnect(request, cancel))
         answer = None
         try:
@@ -76,21 +84,28 @@ def api_router(service: AnswerService, settings: Settings) -> APIRouter:
         'question refused before generation gets no `sources`. An `error` event carries `{"detail"}` if '
         "generation fails.",
         response_class=StreamingResponse,
+        responses={200: event_stream(STREAM_EVENTS, "The answer as Server-Sent Events.")}
+        | error_responses(*POSTED, 503),
     )
-    async def ask_stream(body: AskRequest) -> StreamingResponse:
+    async def ask_stream(body: AskRequest) -> StreamingResponse:  # type: ignore[valid-type]
         cancel = threading.Event()
-        events = service.stream(body.question, body.turns(), cancel)
+        events = service.stream(body.question, _turns(body), cancel)
         return StreamingResponse(
             _sse(run_in_thread(events, cancel)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @router.get("/documents", summary="The indexed documents")
+    @router.get("/documents", summary="The indexed documents", response_model=list[DocumentSummary])
     async def documents() -> list[dict[str, Any]]:
         return service.documents()
 
-    @router.get("/documents/{doc_id}", summary="One indexed document with its text")
+    @router.get(
+        "/documents/{doc_id}",
+        summary="One indexed document with its text",
+        response_model=DocumentOut,
+        responses=error_responses(404),
+    )
     async def document(doc_id: str) -> dict[str, Any]:
         doc = indexed_document(service, doc_id)
         return {"doc_id": doc.doc_id, "title": doc.title, "source": doc.source, "text": doc.text}
@@ -100,6 +115,8 @@ def api_router(service: AnswerService, settings: Settings) -> APIRouter:
         summary="Upload files to index (requires the admin token in X-Admin-Token)",
         description="multipart/form-data with one or more `files` fields. Each file gets a status: "
         "added, changed, unchanged or error (with the reason); the other files are indexed regardless.",
+        response_model=UploadOut,
+        responses=error_responses(*POSTED),
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -107,7 +124,14 @@ def api_router(service: AnswerService, settings: Settings) -> APIRouter:
                     "multipart/form-data": {
                         "schema": {
                             "type": "object",
-                            "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                            "properties": {
+                                "files": {
+                                    "type": "array",
+                                    "items": {"type": "string", "format": "binary"},
+                                    "minItems": 1,
+                                    "maxItems": MAX_UPLOAD_FILES,
+                                }
+                            },
                             "required": ["files"],
                         }
                     }
@@ -131,6 +155,10 @@ def api_router(service: AnswerService, settings: Settings) -> APIRouter:
         return {"files": [r.__dict__ for r in results], "documents": len(service.assistant.documents())}
 
     return router
+
+
+def _turns(body: AskRequestBase) -> list[Turn]:
+    return [Turn(t.question, t.answer) for t in body.history]
 
 
 def indexed_document(service: AnswerService, doc_id: str) -> Document:

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -34,18 +35,21 @@ from fastapi_offline import FastAPIOffline
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from rag.assistant import Assistant, QuestionError
 from rag.generation.llamacpp import PromptTooLongError
 from rag.models import ModelError
 from rag.serving.access import AuthFailureLimit, BodyLimit, OriginCheck, RequireApiKey, SecurityHeaders, ui_auth
 from rag.serving.api import api_router
+from rag.serving.errors import error_response, is_openai_path
 from rag.serving.mcp_server import build_mcp_server
 from rag.serving.metrics import metrics_router
 from rag.serving.openai_api import openai_router
 from rag.serving.pages import pages_router
+from rag.serving.schemas import NOT_BLANK, describe_api
 from rag.serving.service import AnswerService, Busy
-from rag.serving.telemetry import REQUEST_ID_HEADER, RequestTelemetry, configure_logging, current_request_id
+from rag.serving.telemetry import REQUEST_ID_HEADER, RequestTelemetry, configure_logging
 from rag.serving.ui import CSS, JS, STATIC, THEME, build_ui
 from rag.settings import Settings, get_settings
 from rag.store.base import IndexLockedError, IndexStoreError
@@ -92,12 +96,14 @@ def create_app(assistant: Assistant) -> FastAPI:
     app.add_middleware(AuthFailureLimit, max_failures=settings.max_auth_failures)
     app.add_middleware(RequestTelemetry, metrics=service.metrics)
     _add_error_handlers(app)
+    describe_api(app, settings)
     app.include_router(api_router(service, settings))
     app.include_router(openai_router(service, settings))
     app.include_router(metrics_router(service.metrics, settings))
     for route in mcp_http.routes:  # /mcp itself (a mount would redirect /mcp to /mcp/)
         app.router.routes.append(Route(route.path, RequireApiKey(route.app, settings), methods=None))
     app.include_router(pages_router(service, settings))
+    _refuse_other_methods(app)
     app.mount("/rag-static", StaticFiles(directory=STATIC), name="rag-static")
     return gr.mount_gradio_app(
         app,
@@ -115,80 +121,80 @@ def create_app(assistant: Assistant) -> FastAPI:
     )
 
 
+def _refuse_other_methods(app: FastAPI) -> None:
+    """A method a documented path does not take gets 405 with Allow, not the UI's 404: the UI is mounted at
+    the root and would otherwise answer every request no route takes."""
+    for path, operations in app.openapi()["paths"].items():
+        allowed = ", ".join(sorted(method.upper() for method in operations))
+        app.router.routes.append(Route(path, MethodNotAllowed(allowed)))  # after the path's own routes
+
+
+class MethodNotAllowed:
+    """An ASGI endpoint (so that its route takes every method) answering 405."""
+
+    def __init__(self, allowed: str) -> None:
+        self.allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"{scope['method']} is not allowed here; use {self.allowed}"
+        await error_response(scope["path"], 405, message, {"Allow": self.allowed})(scope, receive, send)
+
+
 # ---- errors --------------------------------------------------------------------------------------
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    """Every refusal is a 4xx (or 503 when busy) with a message a person can act on and the request id.
-
-    Under /v1 errors take the OpenAI shape (`{"error": {"message", "type", "param", "code"}}`) that
-    OpenAI clients parse, and request validation is a 400 there, as OpenAI answers it.
-    """
+    """Every refusal is a 4xx (or 503 when busy) with a message a person can act on and the request id
+    (`rag.serving.errors`); request validation is a 400 under /v1, as OpenAI answers it, a 422 elsewhere."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(request, 400, "the request body is not valid JSON")
+            return error_response(request.url.path, 400, "the request body is not valid JSON")
         parts = []
         for e in errors:
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
-            parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
-        return error_response(request, 400 if _openai_path(request) else 422, "; ".join(parts))
+            message = _plain_message(e)
+            parts.append(f"{where}: {message}" if where else message)
+        return error_response(request.url.path, 400 if is_openai_path(request.url.path) else 422, "; ".join(parts))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(request, exc.status_code, str(exc.detail), exc.headers)
+        return error_response(request.url.path, exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(QuestionError)
     async def bad_question(request: Request, exc: QuestionError) -> JSONResponse:
-        return error_response(request, 400 if _openai_path(request) else 422, str(exc))
+        return error_response(request.url.path, 400 if is_openai_path(request.url.path) else 422, str(exc))
 
     @app.exception_handler(Busy)
     async def busy(request: Request, exc: Busy) -> JSONResponse:
-        return error_response(request, 503, str(exc), {"Retry-After": "30"})
+        return error_response(request.url.path, 503, str(exc), {"Retry-After": "30"})
 
     @app.exception_handler(PromptTooLongError)
     async def prompt_too_long(request: Request, exc: PromptTooLongError) -> JSONResponse:
-        return error_response(request, 400 if _openai_path(request) else 422, str(exc))
+        return error_response(request.url.path, 400 if is_openai_path(request.url.path) else 422, str(exc))
 
     @app.exception_handler(IndexStoreError)
     async def index_unusable(request: Request, exc: IndexStoreError) -> JSONResponse:
-        return error_response(request, 503, str(exc))
+        return error_response(request.url.path, 503, str(exc))
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("request failed")
-        return error_response(request, 500, f"internal error ({type(exc).__name__}); the server log has the details")
+        message = f"internal error ({type(exc).__name__}); the server log has the details"
+        return error_response(request.url.path, 500, message)
 
 
-_OPENAI_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
-
-
-def error_response(
-    request: Request, status: int, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    request_id = current_request_id()
-    if _openai_path(request):
-        kind = _OPENAI_ERROR_TYPES.get(status, "server_error")
-        body: dict[str, object] = {
-            "error": {"message": message, "type": kind, "param": None, "code": None, "request_id": request_id}
-        }
-    else:
-        body = {"detail": message, "request_id": request_id}
-    return JSONResponse(body, status, headers=dict(headers or {}))
-
-
-def _openai_path(request: Request) -> bool:
-    return request.url.path == "/v1" or request.url.path.startswith("/v1/")
+def _plain_message(error: Mapping[str, Any]) -> str:
+    """Pydantic's message, in the assistant's own words where the schema states the assistant's rules."""
+    context = error.get("ctx") or {}
+    field = str((error.get("loc") or ("value",))[-1])
+    if error.get("type") == "string_pattern_mismatch" and context.get("pattern") == NOT_BLANK:
+        return f"the {field} is empty"
+    if error.get("type") == "string_too_long":
+        return f"the {field} is too long; the limit is {context.get('max_length')} characters"
+    return str(error.get("msg"))
 
 
 def _mcp_security(settings: Settings) -> TransportSecuritySettings:

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from rag.serving.access import api_key_check
+from rag.serving.schemas import GUARDED, error_responses
 from rag.settings import Settings
 from rag.types import Answer, IngestError
 
@@ -101,7 +102,12 @@ def metrics_router(metrics: Metrics, settings: Settings) -> APIRouter:
     """`GET /metrics`, behind the API key when one is set (Prometheus sends it as a bearer token)."""
     router = APIRouter(tags=["operations"], dependencies=[Depends(api_key_check(settings))])
 
-    @router.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=Response)
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics (text exposition format)",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}} | error_responses(*GUARDED),
+    )
     async def scrape() -> Any:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

@@ -13,23 +13,30 @@ checked answer replaces the draft, then the checked answer, and sets `rag.revise
 appends only the Sources list.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the request models from the routes'
+# annotations, and the models are made per server (its limits), as local names a string would not resolve.
 import asyncio
-import itertools
 import json
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from rag.serving.access import api_key_check
+from rag.serving.schemas import (
+    GUARDED,
+    POSTED,
+    ChatCompletion,
+    ModelList,
+    chat_request_model,
+    error_responses,
+    event_stream,
+)
 from rag.serving.service import AnswerService
 from rag.serving.streaming import cancel_on_disconnect, run_in_thread
 from rag.serving.telemetry import current_request_id, note_answer
@@ -42,42 +49,16 @@ SOURCES_HEADING = "Sources:"
 logger = logging.getLogger(__name__)
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")  # name, tool_calls, ...: accepted, not used
-
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
-
-    def text(self) -> str:
-        """The message's text; of a list of content parts, the text parts joined."""
-        if isinstance(self.content, list):
-            return "\n".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
-        return self.content or ""
-
-
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # temperature, max_tokens, ...: accepted; answers are greedy and checked
-
-    model: str = Field(description=f"`{MODEL_ID}` (GET /v1/models)")
-    messages: list[ChatMessage] = Field(min_length=1, max_length=101, description="The last one is the question.")
-    stream: bool = False
-
-    def question_and_history(self) -> tuple[str, list[Turn]]:
-        if self.messages[-1].role != "user":
-            raise HTTPException(400, "the last message must be the user's question")
-        talk = [m for m in self.messages[:-1] if m.role in ("user", "assistant")]
-        turns = [
-            Turn(asked.text(), _without_sources(reply.text()))
-            for asked, reply in itertools.pairwise(talk)
-            if asked.role == "user" and reply.role == "assistant"
-        ]
-        return self.messages[-1].text(), turns
-
-
 def openai_router(service: AnswerService, settings: Settings) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(api_key_check(settings))])
+    router = APIRouter(
+        prefix="/v1",
+        tags=["openai"],
+        dependencies=[Depends(api_key_check(settings))],
+        responses=error_responses(*GUARDED, openai=True),
+    )
+    ChatCompletionRequest = chat_request_model(settings)  # a model class made for this server's limits
 
-    @router.get("/models", summary="The models this server answers as (one: the assistant)")
+    @router.get("/models", summary="The models this server answers as (one: the assistant)", response_model=ModelList)
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "rag"}]}
 
@@ -88,12 +69,22 @@ def openai_router(service: AnswerService, settings: Settings) -> APIRouter:
         "`rag` field (of the response, or of the last stream chunk) carries `citations` (n, doc_id, title, source, "
         "start, end, text, score, quote_start, quote_end), `abstained`, `abstained_by`, `kind`, `answer` (without "
         "the Sources list), `timings` and, when streaming, `revised` (the checks changed the draft that was "
-        "streamed, and the last chunk carries the checked answer after a note saying so).",
+        "streamed, and the last chunk carries the checked answer after a note saying so). With `stream` true "
+        "the reply is Server-Sent Events of `chat.completion.chunk` objects, then `data: [DONE]`.",
+        responses={
+            200: {
+                "model": ChatCompletion,
+                "content": event_stream(None, "chunks")["content"],
+                "description": "The completion, or its chunks as Server-Sent Events when `stream` is true.",
+            }
+        }
+        | error_responses(404, *POSTED, 503, openai=True),
     )
-    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:  # type: ignore[valid-type]
         if body.model != MODEL_ID:
             raise HTTPException(404, f"the model {body.model!r} does not exist; this server answers as {MODEL_ID!r}")
-        question, history = body.question_and_history()
+        question, pairs = body.question_and_history()
+        history = [Turn(asked, _without_sources(reply)) for asked, reply in pairs]
         cancel = threading.Event()
         events = service.stream(question, history, cancel)  # refusals (bad question, busy) raise here
         completion_id = f"chatcmpl-{current_request_id() or int(time.time() * 1000)}"

@@ -18,12 +18,14 @@ import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rag.serving.metrics import Metrics
 from rag.types import Answer
+
+if TYPE_CHECKING:  # metrics' router imports the error shapes, which need the request id from here
+    from rag.serving.metrics import Metrics
 
 REQUEST_ID_HEADER = "x-request-id"
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
