@@ -20,6 +20,7 @@ from mcp_types import Resource
 from pydantic import BaseModel, Field
 
 from rag.assistant import QuestionError
+from rag.serving.schemas import CitationOut
 from rag.serving.service import AnswerService, Busy
 from rag.serving.streaming import run_in_thread
 from rag.types import Answer, Turn
@@ -31,19 +32,6 @@ MAX_SEARCH_K = 50
 class ConversationTurn(BaseModel):
     question: str
     answer: str
-
-
-class CitationOut(BaseModel):
-    n: int = Field(description="The [n] marker in the answer")
-    doc_id: str
-    title: str
-    source: str
-    start: int = Field(description="Character offset of the cited passage in the document")
-    end: int
-    text: str
-    score: float
-    quote_start: int = Field(description="Offsets of the supporting sentence inside the passage")
-    quote_end: int
 
 
 class AskResult(BaseModel):
