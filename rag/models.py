@@ -7,14 +7,20 @@ folder; llama.cpp reads the GGUF as it is).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from tqdm import tqdm
+
+import rag.disk as disk
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -168,9 +174,29 @@ def packaged_gguf(model: PackagedModel, cache_dir: Path) -> Path:
     verified = gguf_path.with_name(gguf_path.name + ".sha256")
     if gguf_path.is_file() and verified.is_file() and verified.read_text().strip() == model.sha256:
         return gguf_path
-    gguf_path.parent.mkdir(parents=True, exist_ok=True)
     partial = gguf_path.with_suffix(".partial")
-    _verified(model, hash_files(files, f"assembling {model.name}", sink=partial))
-    partial.replace(gguf_path)
-    verified.write_text(model.sha256 + "\n")
+    with cache_writes(cache_dir, partial):
+        gguf_path.parent.mkdir(parents=True, exist_ok=True)
+        _verified(model, hash_files(files, f"assembling {model.name}", sink=partial))
+        partial.replace(gguf_path)
+        verified.write_text(model.sha256 + "\n")
     return gguf_path
+
+
+@contextmanager
+def cache_writes(cache_dir: Path, *partial: Path) -> Iterator[None]:
+    """Writes into the model cache: on any failure the `partial` files and folders go, and a full or
+    read-only disk becomes a `ModelError` naming it (the caught error says only "No space left")."""
+    try:
+        yield
+    except BaseException as exc:
+        for path in partial:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+        message = disk.describe(exc, cache_dir, "RAG_CACHE_DIR")
+        if message is None:
+            raise
+        raise ModelError(f"cannot prepare the model: {message}") from exc

@@ -116,7 +116,7 @@ def api_router(service: AnswerService, settings: Settings) -> APIRouter:
         description="multipart/form-data with one or more `files` fields. Each file gets a status: "
         "added, changed, unchanged or error (with the reason); the other files are indexed regardless.",
         response_model=UploadOut,
-        responses=error_responses(*POSTED),
+        responses=error_responses(*POSTED, 503, 507),
         openapi_extra={
             "requestBody": {
                 "required": True,

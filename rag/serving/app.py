@@ -52,7 +52,7 @@ from rag.serving.service import AnswerService, Busy
 from rag.serving.telemetry import REQUEST_ID_HEADER, RequestTelemetry, configure_logging
 from rag.serving.ui import CSS, JS, STATIC, THEME, build_ui
 from rag.settings import Settings, get_settings
-from rag.store.base import IndexLockedError, IndexStoreError
+from rag.store.base import IndexLockedError, IndexStoreError, IndexWriteError
 
 logger = logging.getLogger(__name__)
 M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
@@ -177,7 +177,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(IndexStoreError)
     async def index_unusable(request: Request, exc: IndexStoreError) -> JSONResponse:
-        return error_response(request.url.path, 503, str(exc))
+        return error_response(request.url.path, 507 if isinstance(exc, IndexWriteError) else 503, str(exc))
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:

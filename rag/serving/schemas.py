@@ -155,6 +155,8 @@ ERROR_MEANINGS = {
     500: "Internal error; the server log has the details under the request id.",
     503: "Busy (every generation slot and queue place taken: retry after Retry-After seconds), or the index is "
     "unusable.",
+    507: "The index could not be written: its disk is full or read-only (the message names it); the previous "
+    "index is unchanged and still served.",
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
 

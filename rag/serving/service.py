@@ -4,11 +4,14 @@ A 2-core CPU has room for one generation at a time, so every answer (from the UI
 widget or `gradio_client`) and every upload waits for its turn here; a bounded number may wait,
 and a caller whose client went away (its `cancel` set) leaves the line or stops generating. With a
 model server (the openai engine) the line has `max_concurrent_generations` places instead of one:
-the bound on what this process asks of the server at once.
+the bound on what this process asks of the server at once. Uploads then do not join it (they ask
+nothing of the model server, and behind a busy line they would wait minutes); they only queue
+behind each other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import threading
@@ -18,8 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import rag.disk as disk
 from rag.assistant import Assistant, IndexReport
 from rag.serving.metrics import Metrics
+from rag.store.base import IndexWriteError
 from rag.types import Answer, AnswerEvent, Passage, Turn
 
 _UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
@@ -58,6 +63,8 @@ class AnswerService:
         places = settings.max_concurrent_generations if settings.generator_engine == "openai" else 1
         # a semaphore, not a lock: Gradio may resume a generator (and release its turn) on another thread
         self._turn = threading.BoundedSemaphore(places)
+        self._uploads_wait_for_the_model = settings.generator_engine != "openai"
+        self._upload_lock = threading.Lock()
         self._waiting = 0
         self._waiting_lock = threading.Lock()
 
@@ -136,20 +143,30 @@ class AnswerService:
         A file that cannot be indexed is reported and its copy removed again (an earlier version of it
         stays in the index, as with `rag index`).
         """
-        self.upload_dir.mkdir(parents=True, exist_ok=True)
         saved: dict[str, str] = {}  # stored path -> name given
         results: list[UploadResult] = []
-        for upload in uploads:
-            target = self.upload_dir / safe_filename(upload.name)
-            if str(target) in saved:
-                results.append(UploadResult(upload.name, "", "error", f"same file name as {saved[str(target)]}"))
-                continue
-            shutil.copyfile(upload.path, target)
-            saved[str(target)] = upload.name
-        if not saved:
-            return results
-        with self._exclusive():
-            report = self.assistant.index(list(saved), replace=False)
+        try:
+            self.upload_dir.mkdir(parents=True, exist_ok=True)
+            for upload in uploads:
+                target = self.upload_dir / safe_filename(upload.name)
+                if str(target) in saved:
+                    results.append(UploadResult(upload.name, "", "error", f"same file name as {saved[str(target)]}"))
+                    continue
+                saved[str(target)] = upload.name
+                shutil.copyfile(upload.path, target)
+            if not saved:
+                return results
+            with self._exclusive() if self._uploads_wait_for_the_model else self._upload_lock:
+                report = self.assistant.index(list(saved), replace=False)
+        except IndexWriteError:
+            _discard(saved)
+            raise
+        except OSError as exc:
+            _discard(saved)
+            message = disk.describe(exc, self.upload_dir, "RAG_INDEX_DIR")
+            if message is None:
+                raise
+            raise IndexWriteError(f"cannot keep the uploaded files: {message}; the index is unchanged") from exc
         self.metrics.ingest_failed(report.errors)
         return results + _results(report, saved)
 
@@ -181,6 +198,13 @@ def safe_filename(name: str) -> str:
     """The last part of a client-given name, without path tricks or odd characters; keeps the extension."""
     base = _UNSAFE_NAME.sub("_", Path(name.replace("\\", "/")).name).strip(". ")
     return base[:120] or "upload"
+
+
+def _discard(saved: dict[str, str]) -> None:
+    """The copies of a batch the sender is told was not taken (the disk is full or read-only)."""
+    for stored in saved:
+        with contextlib.suppress(OSError):  # a read-only disk holds none of them anyway
+            Path(stored).unlink(missing_ok=True)
 
 
 def _results(report: IndexReport, saved: dict[str, str]) -> list[UploadResult]:

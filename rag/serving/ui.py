@@ -20,6 +20,7 @@ from rag.ingestion.loaders import SUPPORTED_EXTENSIONS
 from rag.serving.render import answer_html, markdown, sources_html
 from rag.serving.service import AnswerService, Busy, Upload, UploadResult
 from rag.settings import Settings
+from rag.store.base import IndexStoreError
 from rag.types import Answer, Sources, Turn
 
 STATIC = Path(__file__).parent / "static"
@@ -194,7 +195,10 @@ def _upload(
     for i, path in enumerate(paths):
         name = Path(path).name
         progress((i, len(paths)), desc=f"Indexing {name}")
-        results += service.add_documents([Upload(name, Path(path))])
+        try:
+            results += service.add_documents([Upload(name, Path(path))])
+        except IndexStoreError as exc:  # a full or read-only disk, another writer: nothing more can be indexed
+            raise gr.Error(str(exc)) from exc
         yield _report_html(results, len(paths)), gr.skip()
     yield _report_html(results, len(paths)), _document_rows(service)
 

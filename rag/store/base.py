@@ -34,6 +34,10 @@ class IndexLockedError(IndexStoreError):
     """Another process is writing the index; two writers would corrupt it."""
 
 
+class IndexWriteError(IndexStoreError):
+    """The index could not be written (its disk is full or read-only); the previous index is unchanged."""
+
+
 class SupportsSplit(Protocol):
     """Any chunker: the store only needs spans of a document, not a particular splitting strategy."""
 

@@ -17,6 +17,7 @@ import bm25s
 import numpy as np
 from scipy import sparse
 
+import rag.disk as disk
 from rag.lexical import english_stemmer
 
 BM25_STOPWORDS = "en_plus"  # NLTK's list: unlike the Lucene "en" one, it drops question words (what, did)
@@ -80,7 +81,7 @@ class TermFrequencies:
         by_column = sorted(self.terms, key=self.terms.__getitem__)
         (folder / TERMS_FILE).write_text("".join(t + "\n" for t in by_column), encoding="utf-8")
         sparse.save_npz(folder / FREQUENCIES_FILE, self.frequencies, compressed=False)
-        np.save(folder / LENGTHS_FILE, self.lengths)
+        disk.save_array(folder / LENGTHS_FILE, self.lengths)
 
     @classmethod
     def load(cls, folder: Path) -> TermFrequencies:

@@ -12,6 +12,7 @@ searches visit few segments. Unchanged documents keep their stored vectors: embe
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import math
@@ -29,6 +30,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+import rag.disk as disk
 from rag.embedding.embedder import Embedder
 from rag.store.base import (
     Candidates,
@@ -36,6 +38,7 @@ from rag.store.base import (
     IndexMissingError,
     IndexStore,
     IndexStoreError,
+    IndexWriteError,
     StoreEntry,
     SupportsSplit,
     SyncReport,
@@ -467,20 +470,30 @@ class LocalStore(IndexStore):
 
     @contextmanager
     def _writer(self) -> Iterator[None]:
-        """Threads of this process queue up; another process holding the lock is an error, not a wait."""
+        """Threads of this process queue up; another process holding the lock is an error, not a wait.
+
+        A full or read-only disk becomes an `IndexWriteError` naming it (the commit has cleaned up after itself).
+        """
         with self._write_lock:
-            self.index_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.index_dir / LOCK_FILE, "a") as handle:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError as exc:
-                    raise IndexLockedError(
-                        f"another process is updating the index in {self.index_dir}; wait for it to finish"
-                    ) from exc
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+            try:
+                self.index_dir.mkdir(parents=True, exist_ok=True)
+                with open(self.index_dir / LOCK_FILE, "a") as handle:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError as exc:
+                        raise IndexLockedError(
+                            f"another process is updating the index in {self.index_dir}; wait for it to finish"
+                        ) from exc
+                    try:
+                        yield
+                    finally:
+                        fcntl.flock(handle, fcntl.LOCK_UN)
+            except OSError as exc:
+                message = disk.describe(exc, self.index_dir, "RAG_INDEX_DIR")
+                if message is None:
+                    raise
+                unchanged = "the previous index is unchanged" if self.is_built() else "nothing was indexed"
+                raise IndexWriteError(f"{message}; {unchanged}") from exc
 
     def _current_snapshot(self) -> IndexSnapshot | None:
         """The committed generation (from memory when it is the loaded one); None when there is none."""
@@ -537,6 +550,7 @@ class LocalStore(IndexStore):
             for i, (segment, ref) in enumerate(zip(base.segments, base.manifest.segments, strict=True)):
                 pairs.append((segment, set(ref.deleted) | {p for s, p in deleted if s == i}))
         new_segments: list[Segment] = []
+        name = ""
         try:
             if written:
                 new_segments.append(self._write_segment(written, progress))
@@ -568,11 +582,14 @@ class LocalStore(IndexStore):
             (path / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
             _fsync_tree(path)
             _fsync_dir(self.index_dir)
+            self._point_current_to(name)
         except BaseException:
-            for segment in new_segments:
-                shutil.rmtree(self.index_dir / segment.name, ignore_errors=True)
+            if not name or self._current_name() != name:  # not switched: what it wrote is garbage, on a full disk
+                for folder in [s.name for s in new_segments] + ([name] if name else []):
+                    shutil.rmtree(self.index_dir / folder, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    (self.index_dir / f"{CURRENT}.tmp").unlink(missing_ok=True)
             raise
-        self._point_current_to(name)
         self._remove_unreferenced(name)
         return IndexSnapshot(name, manifest, tuple(s for s, _ in pairs))
 
@@ -593,17 +610,22 @@ class LocalStore(IndexStore):
         )
         path = self.index_dir / segment.name
         path.mkdir()
-        _write_jsonl(path / DOCUMENTS, (asdict(e.document) for e in entries))
-        _write_jsonl(path / CHUNKS, (asdict(c) for c in chunks))
-        np.save(path / VECTORS, vectors)
-        faiss.write_index(segment.dense, str(path / DENSE))
-        segment.lexical.save(path)
-        documents = [
-            asdict(ManifestDocument(d.doc_id, d.source, d.title, n))
-            for d, n in zip(segment.documents, segment.counts, strict=True)
-        ]
-        (path / SEGMENT_MANIFEST).write_text(json.dumps({"documents": documents}, ensure_ascii=False), encoding="utf-8")
-        _fsync_tree(path)
+        try:
+            _write_jsonl(path / DOCUMENTS, (asdict(e.document) for e in entries))
+            _write_jsonl(path / CHUNKS, (asdict(c) for c in chunks))
+            disk.save_array(path / VECTORS, vectors)
+            disk.write_bytes(path / DENSE, faiss.serialize_index(segment.dense))  # faiss.write_index: no errno
+            segment.lexical.save(path)
+            documents = [
+                asdict(ManifestDocument(d.doc_id, d.source, d.title, n))
+                for d, n in zip(segment.documents, segment.counts, strict=True)
+            ]
+            manifest = json.dumps({"documents": documents}, ensure_ascii=False)
+            (path / SEGMENT_MANIFEST).write_text(manifest, encoding="utf-8")
+            _fsync_tree(path)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)  # half a segment, on a disk maybe full
+            raise
         return segment
 
     def _point_current_to(self, name: str) -> None:

@@ -38,6 +38,7 @@ from rag.store.base import (
     IndexMissingError,
     IndexStore,
     IndexStoreError,
+    IndexWriteError,
     StoreEntry,
     SupportsSplit,
     SyncReport,
@@ -411,18 +412,24 @@ class PostgresStore(IndexStore):
     def _writing(self, rebuild: bool) -> Iterator[tuple[psycopg.Cursor, DatabaseManifest | None]]:
         """A transaction holding the writer lock, with the tables made (or remade for a new dimension)."""
         conn = self._connection()
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (WRITER_LOCK,))
-            if not cur.fetchone()[0]:
-                raise IndexLockedError("another process is updating the database index; wait for it to finish")
-            manifest = self._manifest(cur)
-            if manifest is not None and not rebuild:
-                self._check_compatible(manifest)
-            if manifest is not None and rebuild and manifest.dimension != self.embedder.dim:
-                cur.execute("DROP TABLE IF EXISTS " + ", ".join(_TABLES))
-                manifest = None
-            cur.execute(_SCHEMA.format(dim=self.embedder.dim, hnsw_index=self._hnsw_index()))
-            yield cur, manifest
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (WRITER_LOCK,))
+                if not cur.fetchone()[0]:
+                    raise IndexLockedError("another process is updating the database index; wait for it to finish")
+                manifest = self._manifest(cur)
+                if manifest is not None and not rebuild:
+                    self._check_compatible(manifest)
+                if manifest is not None and rebuild and manifest.dimension != self.embedder.dim:
+                    cur.execute("DROP TABLE IF EXISTS " + ", ".join(_TABLES))
+                    manifest = None
+                cur.execute(_SCHEMA.format(dim=self.embedder.dim, hnsw_index=self._hnsw_index()))
+                yield cur, manifest
+        except (psycopg.errors.DiskFull, psycopg.errors.ReadOnlySqlTransaction) as exc:
+            raise IndexWriteError(
+                f"the database cannot store the index: {exc.diag.message_primary}; the transaction was rolled back, "
+                "the previous index is unchanged"
+            ) from exc
 
     def _hnsw_index(self) -> str:
         return _HNSW_INDEX.format(hnsw_m=self.hnsw_m, hnsw_ef_construction=self.hnsw_ef_construction)

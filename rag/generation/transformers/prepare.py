@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rag.models import REGISTRY, ModelError, hash_files, packaged_gguf
+from rag.models import REGISTRY, ModelError, cache_writes, hash_files, packaged_gguf
 
 PREPARED_MARKER = "rag-prepared.json"
 
@@ -52,9 +52,10 @@ def _prepare_from_gguf(gguf_path: Path, sha256: str, target: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     print(f"Preparing {gguf_path.name} -> {target} (one time, about a minute)...", file=sys.stderr, flush=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
+    with cache_writes(target.parent):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    with cache_writes(target.parent, staging):
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         model = AutoModelForCausalLM.from_pretrained(
             gguf_path.parent,
@@ -68,7 +69,5 @@ def _prepare_from_gguf(gguf_path: Path, sha256: str, target: Path) -> Path:
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     print(f"Prepared {target}", file=sys.stderr, flush=True)
     return target
