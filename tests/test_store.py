@@ -232,13 +232,15 @@ def test_pointer_switch_failure_leaves_previous_index(
     monkeypatch.undo()
 
     assert current_generation(built.index_dir) == before
-    assert len(list(built.index_dir.glob("gen-*"))) == 2  # the unreferenced new generation is left behind
+    # what the failed commit wrote is removed at once (on a full disk it would hold the space)
+    assert [p.name for p in built.index_dir.glob("gen-*")] == [before]
+    assert not (built.index_dir / "CURRENT.tmp").exists()
     fresh = LocalStore(built.index_dir, embedder)
     assert len(fresh.documents()) == len(seeds)
 
     report = fresh.sync(seeds, ParagraphChunker(), CONFIG)
     assert report.embedded_chunks == 0
-    assert [p.name for p in built.index_dir.glob("gen-*")] == [before]  # the leftover is cleaned up
+    assert [p.name for p in built.index_dir.glob("gen-*")] == [before]
 
 
 def test_embedder_failure_leaves_previous_index(
@@ -267,10 +269,10 @@ def test_process_killed_mid_write_leaves_previous_index(
         from rag.embedding.embedder import Embedder
         from test_store import CONFIG, ParagraphChunker, make_document, seed_documents
 
-        def die(index, path):
+        def die(index):
             os._exit(9)  # killed after documents, chunks and vectors are on disk, before the FAISS index
 
-        rag.store.local.faiss.write_index = die
+        rag.store.local.faiss.serialize_index = die
         store = rag.store.local.LocalStore({str(built.index_dir)!r}, Embedder({embedder.model_name!r}))
         store.sync([make_document("late.txt", "Late arrival.")], ParagraphChunker(), CONFIG)
         """
