@@ -12,6 +12,7 @@ behind each other.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import threading
@@ -144,6 +145,7 @@ class AnswerService:
         stays in the index, as with `rag index`).
         """
         saved: dict[str, str] = {}  # stored path -> name given
+        new: list[Path] = []  # stored paths that held no earlier version
         results: list[UploadResult] = []
         try:
             self.upload_dir.mkdir(parents=True, exist_ok=True)
@@ -152,17 +154,17 @@ class AnswerService:
                 if str(target) in saved:
                     results.append(UploadResult(upload.name, "", "error", f"same file name as {saved[str(target)]}"))
                     continue
+                _copy_whole(upload.path, target, new)
                 saved[str(target)] = upload.name
-                shutil.copyfile(upload.path, target)
             if not saved:
                 return results
             with self._exclusive() if self._uploads_wait_for_the_model else self._upload_lock:
                 report = self.assistant.index(list(saved), replace=False)
         except IndexWriteError:
-            _discard(saved)
+            _discard(new)
             raise
         except OSError as exc:
-            _discard(saved)
+            _discard(new)
             message = disk.describe(exc, self.upload_dir, "RAG_INDEX_DIR")
             if message is None:
                 raise
@@ -200,11 +202,28 @@ def safe_filename(name: str) -> str:
     return base[:120] or "upload"
 
 
-def _discard(saved: dict[str, str]) -> None:
-    """The copies of a batch the sender is told was not taken (the disk is full or read-only)."""
-    for stored in saved:
+def _copy_whole(source: Path, target: Path, new: list[Path]) -> None:
+    """Copy beside `target` (a hidden name the loaders skip), then rename: a full disk cuts off the copy,
+    never the earlier version of the file, which the index still holds."""
+    partial = target.with_name(f".{target.name}.partial")
+    existed = target.exists()
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
+    if not existed:
+        new.append(target)
+
+
+def _discard(new: list[Path]) -> None:
+    """The new files of a batch the sender is told was not taken (the disk is full or read-only); a file
+    that replaced an earlier version stays, for the next sync to index (deleting it would drop that version)."""
+    for path in new:
         with contextlib.suppress(OSError):  # a read-only disk holds none of them anyway
-            Path(stored).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
 
 
 def _results(report: IndexReport, saved: dict[str, str]) -> list[UploadResult]:
