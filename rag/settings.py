@@ -193,6 +193,12 @@ class Settings(BaseSettings):
     )
     max_upload_mb: float = Field(default=50.0, gt=0, description="One upload request, all files together.")
     max_waiting: int = Field(default=16, ge=1, description="Questions waiting for the model; more get HTTP 503.")
+    max_queue_wait_s: float = Field(
+        default=240.0,
+        gt=0,
+        description="How long a question may wait for the model; then HTTP 503 with Retry-After (an `error` "
+        "event in a stream). On a slow CPU a full line is minutes long: a client is told to come back, not kept.",
+    )
     max_auth_failures: int = Field(
         default=10, ge=1, description="Wrong API keys or admin tokens one client may send per minute; then HTTP 429."
     )

@@ -341,6 +341,30 @@ def test_too_many_waiting_get_503(url: str, app: FastAPI, fake_generation: FakeG
     assert statuses == [200] * 4
 
 
+def test_a_question_that_waits_too_long_gets_503_not_a_hang(
+    url: str, app: FastAPI, fake_generation: FakeGeneration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a slow CPU the last of a full line waits minutes: past `max_queue_wait_s` it is told to come back."""
+    service = app.state.service
+    monkeypatch.setattr(service, "max_queue_wait_s", 1.0)
+    fake_generation.delay_s = 0.05  # 300 pieces: 15 s
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(lambda: httpx.post(f"{url}/api/ask", json={"question": QUESTION}, timeout=120))
+        _until(lambda: fake_generation.running == 1)
+        started = time.monotonic()
+        refused = httpx.post(f"{url}/api/ask", json={"question": QUESTION}, timeout=30)
+        waited = time.monotonic() - started
+        with httpx.stream("POST", f"{url}/api/ask/stream", json={"question": QUESTION}, timeout=30) as response:
+            streamed = list(_events(response))
+        assert service.waiting == 0 and fake_generation.running == 1  # the first one never stopped
+        fake_generation.pieces = 0
+        assert running.result().status_code == 200
+    assert refused.status_code == 503 and refused.headers["retry-after"], refused.text
+    assert "waited 1 s for the model" in refused.json()["detail"]
+    assert 1 <= waited < 10
+    assert streamed[-1][0] == "error" and "waited 1 s for the model" in streamed[-1][1]["detail"], streamed
+
+
 def test_a_client_that_disconnects_stops_its_generation(url: str, fake_generation: FakeGeneration) -> None:
     fake_generation.delay_s = 0.05  # 300 pieces: 15 s unless cancelled
     started = time.monotonic()

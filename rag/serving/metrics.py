@@ -48,7 +48,9 @@ class Metrics:
         )
         self.abstentions = Counter("rag_abstentions", "Refused answers by the step that refused", ["step"], registry=r)
         self.rejected = Counter(
-            "rag_rejected_requests", "Questions refused because too many were waiting (HTTP 503)", registry=r
+            "rag_rejected_requests",
+            "Questions refused because too many were waiting, or one waited too long (HTTP 503)",
+            registry=r,
         )
         self.queue_depth = Gauge("rag_queue_depth", "Answers and uploads waiting for the model", registry=r)
         self.generations_running = Gauge(

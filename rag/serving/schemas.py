@@ -153,8 +153,8 @@ ERROR_MEANINGS = {
     422: "The request does not match this schema, or the question is unusable.",
     429: "Too many wrong keys or tokens from this client: wait for Retry-After seconds.",
     500: "Internal error; the server log has the details under the request id.",
-    503: "Busy (every generation slot and queue place taken: retry after Retry-After seconds), or the index is "
-    "unusable.",
+    503: "Busy (every generation slot and queue place taken, or the question waited `max_queue_wait_s` for a "
+    "turn: retry after Retry-After seconds), or the index is unusable.",
     507: "The index could not be written: its disk is full or read-only (the message names it); the previous "
     "index is unchanged and still served.",
 }
