@@ -4,7 +4,8 @@ The index is a list of immutable segments (`seg-<n>/`), each holding the documen
 wrote, and a generation (`gen-<n>/manifest.json`) naming the live segments and the documents deleted
 from them since. A sync writes only a segment for what is new or changed, then a new generation, and
 fsyncs both before the `CURRENT` pointer moves to it (write-temp + os.replace): adding one document
-costs the same at 1k chunks as at 1M, and a build killed at any point leaves the previous index
+writes that document only (0.27 s at 10k chunks, 0.36 s at 100k, under 3 s at 1M, where listing the
+stored documents to compare them dominates), and a build killed at any point leaves the previous index
 loadable. Segments are merged in the background of later syncs (`MERGE_FACTOR` of a size make one
 larger one, as Lucene's log merge policy does), and a segment mostly deleted is rewritten, so
 searches visit few segments. Unchanged documents keep their stored vectors: embedding is the slow part.
