@@ -197,7 +197,7 @@ def _upload(
         progress((i, len(paths)), desc=f"Indexing {name}")
         try:
             results += service.add_documents([Upload(name, Path(path))])
-        except IndexStoreError as exc:  # a full or read-only disk, another writer: nothing more can be indexed
+        except (IndexStoreError, Busy) as exc:  # a full or read-only disk, another writer, a long line
             raise gr.Error(str(exc)) from exc
         yield _report_html(results, len(paths)), gr.skip()
     yield _report_html(results, len(paths)), _document_rows(service)
