@@ -363,6 +363,7 @@ def test_a_question_that_waits_too_long_gets_503_not_a_hang(
     assert "waited 1 s for the model" in refused.json()["detail"]
     assert 1 <= waited < 10
     assert streamed[-1][0] == "error" and "waited 1 s for the model" in streamed[-1][1]["detail"], streamed
+    assert streamed[-1][1]["status"] == 503 and streamed[-1][1]["retry_after"] == int(refused.headers["retry-after"])
 
 
 def test_a_client_that_disconnects_stops_its_generation(url: str, fake_generation: FakeGeneration) -> None:

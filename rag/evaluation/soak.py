@@ -10,6 +10,7 @@ allocator and caches). Loopback only, bounded in time and clients.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import secrets
@@ -157,10 +158,14 @@ def _act(
             if reply.status_code != 200:
                 reply.read()
                 return "POST /api/ask/stream", reply.status_code, _retry_after(reply)
-            for line in reply.iter_lines():
+            lines = reply.iter_lines()
+            for line in lines:
                 if action == "disconnect" and line.startswith("event: token"):
                     return "POST /api/ask/stream (left)", 200, ""  # leaving the block closes the connection
                 if line.startswith("event: error"):
+                    data = json.loads(next(lines).removeprefix("data:"))
+                    if data.get("status") == 503:  # waited too long: a refusal with its retry_after, not a fault
+                        return "POST /api/ask/stream", 503, "" if data.get("retry_after") else "503 without Retry-After"
                     return "POST /api/ask/stream", 200, "error event"
         return "POST /api/ask/stream", 200, ""
     except httpx.TimeoutException:

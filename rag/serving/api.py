@@ -32,7 +32,7 @@ from rag.serving.schemas import (
     error_responses,
     event_stream,
 )
-from rag.serving.service import AnswerService, Upload
+from rag.serving.service import BUSY_RETRY_AFTER_S, AnswerService, Busy, Upload
 from rag.serving.streaming import cancel_on_disconnect, run_in_thread
 from rag.serving.telemetry import note_answer
 from rag.settings import Settings
@@ -82,7 +82,8 @@ def api_router(service: AnswerService, settings: Settings) -> APIRouter:
         'events carry `{"text"}` pieces of the draft as it is generated; one final `answer` event carries the '
         "whole answer object (as `/api/ask`), whose text may differ from the draft after citation checks. A "
         'question refused before generation gets no `sources`. An `error` event carries `{"detail"}` if '
-        "generation fails.",
+        'generation fails, and `{"detail", "status": 503, "retry_after"}` if the question waited '
+        "`max_queue_wait_s` for the model without a turn.",
         response_class=StreamingResponse,
         responses={200: event_stream(STREAM_EVENTS, "The answer as Server-Sent Events.")}
         | error_responses(*POSTED, 503),
@@ -178,6 +179,8 @@ async def _sse(events: AsyncIterator[AnswerEvent]) -> AsyncIterator[str]:
                 yield _sse_event("sources", event.to_dict())
             elif event:
                 yield _sse_event("token", {"text": event})
+    except Busy as exc:  # waited max_queue_wait_s: the stream's 503, with its Retry-After
+        yield _sse_event("error", {"detail": str(exc), "status": 503, "retry_after": BUSY_RETRY_AFTER_S})
     except Exception as exc:  # the 200 header is sent: the failure can only be told in the stream
         logger.exception("answer failed")
         yield _sse_event("error", {"detail": str(exc) or type(exc).__name__})

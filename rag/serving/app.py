@@ -48,7 +48,7 @@ from rag.serving.metrics import metrics_router
 from rag.serving.openai_api import openai_router
 from rag.serving.pages import pages_router
 from rag.serving.schemas import NOT_BLANK, describe_api
-from rag.serving.service import AnswerService, Busy
+from rag.serving.service import BUSY_RETRY_AFTER_S, AnswerService, Busy
 from rag.serving.telemetry import REQUEST_ID_HEADER, RequestTelemetry, configure_logging
 from rag.serving.ui import CSS, JS, STATIC, THEME, build_ui
 from rag.settings import Settings, get_settings
@@ -169,7 +169,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Busy)
     async def busy(request: Request, exc: Busy) -> JSONResponse:
-        return error_response(request.url.path, 503, str(exc), {"Retry-After": "30"})
+        return error_response(request.url.path, 503, str(exc), {"Retry-After": str(BUSY_RETRY_AFTER_S)})
 
     @app.exception_handler(PromptTooLongError)
     async def prompt_too_long(request: Request, exc: PromptTooLongError) -> JSONResponse:

@@ -30,6 +30,7 @@ from rag.types import Answer, AnswerEvent, Passage, Turn
 
 _UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
 _POLL_S = 0.2
+BUSY_RETRY_AFTER_S = 30  # what a refused caller is told to wait (Retry-After)
 
 
 class Busy(RuntimeError):
