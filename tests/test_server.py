@@ -346,7 +346,7 @@ def test_a_question_that_waits_too_long_gets_503_not_a_hang(
 ) -> None:
     """On a slow CPU the last of a full line waits minutes: past `max_queue_wait_s` it is told to come back."""
     service = app.state.service
-    monkeypatch.setattr(service, "max_queue_wait_s", 1.0)
+    monkeypatch.setattr(service.assistant.settings, "max_queue_wait_s", 1.0)
     fake_generation.delay_s = 0.05  # 300 pieces: 15 s
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(lambda: httpx.post(f"{url}/api/ask", json={"question": QUESTION}, timeout=120))

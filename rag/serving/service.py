@@ -62,11 +62,10 @@ class AnswerService:
         self.metrics = Metrics()
         self.metrics.watch(lambda: self._waiting, self._document_count, self._chunk_count)
         settings = assistant.settings
-        places = settings.max_concurrent_generations if settings.generator_engine == "openai" else 1
+        remote = settings.generator_engine == "openai"
         # a semaphore, not a lock: Gradio may resume a generator (and release its turn) on another thread
-        self._turn = threading.BoundedSemaphore(places)
-        self.max_queue_wait_s = settings.max_queue_wait_s
-        self._uploads_wait_for_the_model = settings.generator_engine != "openai"
+        self._turn = threading.BoundedSemaphore(settings.max_concurrent_generations if remote else 1)
+        self._uploads_wait_for_the_model = not remote
         self._upload_lock = threading.Lock()
         self._waiting = 0
         self._waiting_lock = threading.Lock()
@@ -100,7 +99,7 @@ class AnswerService:
         outcome = "cancelled"  # unless an answer comes, or the pipeline fails
         try:
             with (
-                self._exclusive(cancel, self.max_queue_wait_s) as turn,
+                self._exclusive(cancel) as turn,
                 self.metrics.generations_running.track_inprogress(),
             ):
                 if turn and not cancel.is_set():
@@ -123,21 +122,22 @@ class AnswerService:
                 self.metrics.answers.labels(outcome).inc()
 
     @contextmanager
-    def _exclusive(self, cancel: threading.Event | None = None, max_wait_s: float | None = None) -> Iterator[bool]:
+    def _exclusive(self, cancel: threading.Event | None = None) -> Iterator[bool]:
         """Wait for the model; yields False if `cancel` was set while waiting (the turn is skipped).
 
-        Raises `Busy` after `max_wait_s` of waiting: the count bound (`max_waiting`) alone lets a slow CPU
-        keep the last of a full line for many minutes, which a client cannot tell from a hang.
+        Raises `Busy` after `max_queue_wait_s` of waiting: the count bound (`max_waiting`) alone lets a slow
+        CPU keep the last of a full line for many minutes, which a client cannot tell from a hang.
         """
         with self._waiting_lock:
             self._waiting += 1
         acquired = False
-        deadline = time.monotonic() + max_wait_s if max_wait_s is not None else None
+        max_wait_s = self.assistant.settings.max_queue_wait_s
+        deadline = time.monotonic() + max_wait_s
         try:
             while not (acquired := self._turn.acquire(timeout=_POLL_S)):
                 if cancel is not None and cancel.is_set():
                     break
-                if deadline is not None and time.monotonic() > deadline:
+                if time.monotonic() > deadline:
                     self.metrics.rejected.inc()
                     raise Busy(f"waited {max_wait_s:.0f} s for the model without a turn; try again in a minute")
         finally:
@@ -171,8 +171,7 @@ class AnswerService:
                 saved[str(target)] = upload.name
             if not saved:
                 return results
-            line = self._exclusive(max_wait_s=self.max_queue_wait_s) if self._uploads_wait_for_the_model else None
-            with line or self._upload_lock:
+            with self._exclusive() if self._uploads_wait_for_the_model else self._upload_lock:
                 report = self.assistant.index(list(saved), replace=False)
         except (IndexWriteError, Busy):
             _discard(new)
