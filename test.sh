@@ -9,5 +9,6 @@ export HF_HUB_OFFLINE=1
 .venv/bin/ruff format --check rag tests app.py scripts
 # The models verified and converted, and the generation engine chosen for this CPU (printed), before the tests.
 .venv/bin/rag prepare
-.venv/bin/python -m pytest -q "$@"
+# --durations: the slowest tests in the log, to keep the suite well under 45 minutes on the slowest CPU kind.
+.venv/bin/python -m pytest -q --durations=25 "$@"
 .venv/bin/rag eval --gate eval/gate.toml

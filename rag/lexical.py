@@ -110,6 +110,24 @@ def salient_terms(question: str) -> list[str]:
     return terms
 
 
+def names_anyone(text: str, context: str) -> bool:
+    """Whether `text` names a person or body: a capitalised word that is not a common word.
+
+    Within a sentence a capital is a name (as `salient_terms` reads it); a sentence's first word is one
+    when `context`, the text around it, never writes it in lower case ("Altman proposed ..." names
+    Altman, "Open-source refers to ..." nobody, since the article also writes "open-source").
+    """
+    common = {w.lower() for w in words(context) if w.islower()}
+    for sentence in _SENTENCE_START.split(text):
+        for position, word in enumerate(words(sentence)):
+            lowered = word.lower()
+            if lowered in _STOPWORDS or not word[0].isupper():
+                continue
+            if position > 0 or any(c.isupper() for c in word[1:]) or lowered not in common:
+                return True
+    return False
+
+
 def mentions(text: str, term: str) -> bool:
     """Whether `text` names `term`, from a word start, in any of the ways the same thing is written.
 

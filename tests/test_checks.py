@@ -19,7 +19,7 @@ from rag.answering.evidence import (
     says_yes_and_no,
 )
 from rag.answering.prompts import build_prompt
-from rag.lexical import is_yes_no_question
+from rag.lexical import is_yes_no_question, names_anyone
 from rag.settings import Settings
 from rag.types import Chunk, Passage
 
@@ -43,6 +43,13 @@ CONTINUED = (
     "highlighting the potential benefits of autonomous weapons in certain contexts."
 )
 
+OPEN_SOURCE = (
+    "During a virtual conference, Zuckerberg boldly claimed that open-source technology is necessary to harness "
+    "the potential benefits of AI while minimizing the risks. Open-source refers to software that is freely "
+    "available for anyone to use, modify, and distribute. It encourages collaboration and transparency amongst "
+    "developers, allowing for the collective improvement of technology."
+)
+
 
 def _passage(text: str, title: str = "An article") -> Passage:
     return Passage(Chunk("c", "d", 0, text, 0, len(text)), title, "seeds/x.txt", 1.0, 0.5)
@@ -54,7 +61,7 @@ def _case(question: str, answer: str, *texts: str) -> Case:
 
 def test_the_passages_here_are_the_seeds_articles_words() -> None:
     articles = " ".join(" ".join(p.read_text(encoding="utf-8").split()) for p in SEEDS.iterdir())
-    for text in (PYTORCH, PARIS, ALTMAN, CONTINUED):
+    for text in (PYTORCH, PARIS, ALTMAN, CONTINUED, OPEN_SOURCE):
         assert text in articles
 
 
@@ -149,6 +156,22 @@ def test_wrong_speaker_refuses_another_persons_words_and_keeps_the_persons_own()
     both = f"{lecun_vision[:-5]} [1]. {agency[:-5]} [2]."
     assert step.refusal(_case("How do LeCun's and Altman's views differ?", both, PARIS, ALTMAN)) is None
     assert step.refusal(_case("How do LeCun's and Macron's views differ?", both, PARIS, ALTMAN))
+
+
+def test_wrong_speaker_lets_through_background_that_names_nobody() -> None:
+    """ "It encourages collaboration" continues "Open-source refers to ...": no one's words, so no one else's."""
+    step = WrongSpeaker()
+    question = "How do Sam Altman and Zuckerberg differ on the risks of AI?"
+    zuckerberg = "Zuckerberg says open source harnesses AI's benefits while minimizing the risks [1]."
+    background = "It encourages collaboration and transparency amongst developers [1]."
+    agency = "Altman wants an international agency to oversee the most powerful systems [2]."
+    assert step.refusal(_case(question, f"{zuckerberg} {background} {agency}", OPEN_SOURCE, ALTMAN)) is None
+    # a sentence of the same passage that names someone else is still refused (the cited-names step reads
+    # whole documents for the background case: this article never names Altman)
+    benefits = "Open source harnesses the potential benefits of AI while minimizing the risks [1]."
+    assert step.refusal(_case("What did Sam Altman say about open source?", benefits, OPEN_SOURCE))
+    # a sentence that opens with a name names someone, though the name is its first word ("Altman proposed")
+    assert names_anyone(ALTMAN, ALTMAN) and not names_anyone(OPEN_SOURCE.split(". ", 1)[1], OPEN_SOURCE)
 
 
 def test_the_new_steps_run_in_order_and_each_can_be_switched_off() -> None:

@@ -29,7 +29,7 @@ from rag.answering.evidence import (
 )
 from rag.answering.prompts import ABSTAIN_TEXT, build_confirm_prompt, build_polarity_prompt, declines
 from rag.generation.base import GenerationEngine
-from rag.lexical import content_stems, is_yes_no_question, mentions, salient_terms
+from rag.lexical import content_stems, is_yes_no_question, mentions, names_anyone, salient_terms
 from rag.settings import Settings
 from rag.store.base import IndexStore
 from rag.types import AbstainedBy, Citation, Passage, Turn
@@ -161,7 +161,9 @@ class WrongSpeaker(Check):
     The cited-names step reads whole documents, so an article quoting both LeCun and Altman lets
     "Why does LeCun want an international agency?" be answered with Altman's proposal. Here each cited
     sentence, with the sentence before it and those it continues ("He said ..."), must name a person
-    asked about, and when the question asks about several, each must be named by one of them.
+    asked about, unless it names nobody at all (background such as "Open-source refers to software that
+    ...", which is no one's claim); and when the question asks about several, each must be named by one
+    of them.
     """
 
     name = "wrong speaker"
@@ -173,7 +175,11 @@ class WrongSpeaker(Check):
             return None
         evidence = case.evidence
         for item in evidence:
-            if item.attributed and not any(mentions(item.window, speaker) for speaker in speakers):
+            if (
+                item.attributed
+                and names_anyone(item.window, item.passage.chunk.text)
+                and not any(mentions(item.window, speaker) for speaker in speakers)
+            ):
                 return f"The documents don't say that {speakers[0]} said that."
         if len(speakers) > 1 and evidence:  # "How do LeCun's and Macron's views differ?"
             for speaker in speakers:
