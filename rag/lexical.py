@@ -117,7 +117,7 @@ def names_anyone(text: str, context: str) -> bool:
     when `context`, the text around it, never writes it in lower case ("Altman proposed ..." names
     Altman, "Open-source refers to ..." nobody, since the article also writes "open-source").
     """
-    common = {w.lower() for w in words(context) if w.islower()}
+    common = {w for w in words(context) if w.islower()}
     for sentence in _SENTENCE_START.split(text):
         for position, word in enumerate(words(sentence)):
             lowered = word.lower()
