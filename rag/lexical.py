@@ -93,6 +93,11 @@ def is_yes_no_question(question: str) -> bool:
     return bool(_YES_NO_START.match(question.strip()))
 
 
+def _is_name(word: str, position: int) -> bool:
+    """A capitalised word past its sentence's first, or one with capitals inside ("LeCun", "OpenAI")."""
+    return word[0].isupper() and (position > 0 or any(c.isupper() for c in word[1:]))
+
+
 def salient_terms(question: str) -> list[str]:
     """Names, acronyms and numbers in a question: if the documents never mention one, they can't answer it.
 
@@ -104,8 +109,7 @@ def salient_terms(question: str) -> list[str]:
             lowered = word.lower()
             if lowered in _STOPWORDS:
                 continue
-            is_name = word[0].isupper() and (position > 0 or any(c.isupper() for c in word[1:]))
-            if is_name or any(c.isdigit() for c in word):
+            if _is_name(word, position) or any(c.isdigit() for c in word):
                 terms.append(word)
     return terms
 
@@ -123,7 +127,7 @@ def names_anyone(text: str, context: str) -> bool:
             lowered = word.lower()
             if lowered in _STOPWORDS or not word[0].isupper():
                 continue
-            if position > 0 or any(c.isupper() for c in word[1:]) or lowered not in common:
+            if _is_name(word, position) or lowered not in common:
                 return True
     return False
 

@@ -166,8 +166,8 @@ def test_wrong_speaker_lets_through_background_that_names_nobody() -> None:
     background = "It encourages collaboration and transparency amongst developers [1]."
     agency = "Altman wants an international agency to oversee the most powerful systems [2]."
     assert step.refusal(_case(question, f"{zuckerberg} {background} {agency}", OPEN_SOURCE, ALTMAN)) is None
-    # a sentence of the same passage that names someone else is still refused (the cited-names step reads
-    # whole documents for the background case: this article never names Altman)
+    # a sentence of the same passage whose window names someone else is still refused (background that names
+    # nobody is left to the cited-names step, which reads whole documents: this article never names Altman)
     benefits = "Open source harnesses the potential benefits of AI while minimizing the risks [1]."
     assert step.refusal(_case("What did Sam Altman say about open source?", benefits, OPEN_SOURCE))
     # a sentence that opens with a name names someone, though the name is its first word ("Altman proposed")

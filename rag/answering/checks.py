@@ -177,8 +177,8 @@ class WrongSpeaker(Check):
         for item in evidence:
             if (
                 item.attributed
-                and names_anyone(item.window, item.passage.chunk.text)
                 and not any(mentions(item.window, speaker) for speaker in speakers)
+                and names_anyone(item.window, item.passage.chunk.text)
             ):
                 return f"The documents don't say that {speakers[0]} said that."
         if len(speakers) > 1 and evidence:  # "How do LeCun's and Macron's views differ?"
