@@ -133,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
         "--sections",
         nargs="+",
         help="machine generation embedding retrieval end-to-end (the default), stores model-server replicas (a team "
-        "deployment: docs/BENCHMARKS-TEAM.md)",
+        "deployment: docs/BENCHMARKS-TEAM.md), integrations (every interface: docs/BENCHMARKS-INTEGRATIONS.md)",
     )
     bench.add_argument("--output", default="docs/BENCHMARKS.md", help="Markdown report ('-' for stdout only)")
     bench.set_defaults(run=_bench)

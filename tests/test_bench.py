@@ -61,6 +61,27 @@ def test_team_sections_start_postgres_a_model_server_and_replicas_for_real(tmp_p
     assert int(answers) > 0 and errors == "0" and float(listed) < 5, load
 
 
+def test_integrations_section_asks_through_every_interface_of_a_real_server(tmp_path: Path) -> None:
+    """The code of docs/BENCHMARKS-INTEGRATIONS.md, on SmolLM2, one counted round."""
+    settings = Settings(default_corpus=SEEDS, generator_model="smollm2-135m", max_new_tokens=8)
+    text = run_bench(settings, None, reps=1, sections=("integrations",))
+    table = text.split("## Every way in")[1].split("\n\n")[2].splitlines()[2:]
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in row.strip("|").split("|")] for row in table)}
+    assert list(rows) == [
+        "/api/ask",
+        "/api/ask/stream",
+        "/v1 chat completions",
+        "/v1 chat completions, stream",
+        "MCP ask, streamable HTTP",
+        "MCP ask, stdio",
+    ]
+    for path, (_, whole, _, _, same, _) in rows.items():
+        assert float(whole.split()[0]) > 0 and same == "yes", (path, rows[path])  # greedy: one answer on every path
+    assert rows["/api/ask"][2] == "x1.00"
+    assert "5 answers for 5 questions asked of it" in text  # /metrics counted every path but stdio's process
+    assert "/api/ask 1, /api/ask/stream 1," in text and "/v1/chat/completions 2" in text
+
+
 def test_bf16_embeddings_are_unit_vectors_close_to_float32(embedder: Embedder) -> None:
     texts = ["What did LeCun propose in Paris?", "The canteen is closed on Fridays."]
     fast = Embedder(embedder.model_name, dtype="bfloat16").encode(texts)

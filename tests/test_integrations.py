@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import openai
@@ -22,11 +23,12 @@ import pytest
 from conftest import ROOT, SEEDS, running_server
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from test_server import FakeGeneration, _until
 
 from rag.assistant import Assistant
+from rag.evaluation.bench.integrations import scrape_metrics
+from rag.evaluation.bench.report import free_port, serving
 from rag.serving.app import create_app, prepared_assistant
 from rag.serving.openai_api import MODEL_ID, REVISED_NOTE
 from rag.serving.telemetry import JsonFormatter, _WithRequestId
@@ -39,15 +41,6 @@ PARIS = "003_242d03d61eec7c62.txt"
 
 def _openai(url: str, key: str = "none") -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=300)
-
-
-def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(f"{url}/metrics", timeout=30).text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 # ---- plumbing, on SmolLM2 ------------------------------------------------------------------------
@@ -119,6 +112,11 @@ def test_v1_lists_one_model_and_answers_in_the_openai_shape(small_url: str) -> N
             "no user message",
         ),
         ({"model": MODEL_ID, "messages": []}, openai.BadRequestError, "messages"),
+        (  # max_question_chars holds on /v1 as on /api
+            {"model": MODEL_ID, "messages": [{"role": "user", "content": "why " * 600}]},
+            openai.BadRequestError,
+            "2000",
+        ),
     ],
 )
 @pytest.mark.parametrize("stream", [False, True])
@@ -165,26 +163,52 @@ def test_v1_and_mcp_wait_in_the_one_line_and_are_refused_when_it_is_full(
         running = pool.submit(lambda: httpx.post(f"{small_url}/api/ask", json={"question": QUESTION}, timeout=120))
         _until(lambda: slow_model.running == 1)
         waiting = [pool.submit(over_v1), pool.submit(lambda: asyncio.run(over_mcp()))]
-        _until(lambda: _metrics(small_url)[("rag_queue_depth", ())] == 2)
-        before = _metrics(small_url)[("rag_rejected_requests_total", ())]
+        _until(lambda: scrape_metrics(small_url)[("rag_queue_depth", ())] == 2)
+        before = scrape_metrics(small_url)[("rag_rejected_requests_total", ())]
         with pytest.raises(openai.APIStatusError) as refused:
             over_v1()
         assert refused.value.status_code == 503 and refused.value.response.headers["retry-after"]
         assert "waiting for the model" in refused.value.message
         mcp_refusal = asyncio.run(_mcp_error(small_url))
         assert "waiting for the model" in mcp_refusal
-        assert _metrics(small_url)[("rag_rejected_requests_total", ())] == before + 2
+        assert scrape_metrics(small_url)[("rag_rejected_requests_total", ())] == before + 2
         slow_model.pieces = 5
         assert running.result().status_code == 200
         assert all(f.result() for f in waiting)
     assert slow_model.most_at_once == 1  # every path took its turn at the one model
 
 
-async def _mcp_error(url: str) -> str:
+async def _mcp_error(url: str, tool: str = "ask", arguments: dict | None = None) -> str:
     async with Client(f"{url}/mcp") as client:
-        result = await client.call_tool("ask", {"question": QUESTION})
+        result = await client.call_tool(tool, arguments or {"question": QUESTION})
         assert result.is_error
         return result.content[0].text
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "message"),
+    [
+        ("ask", {"question": "why " * 600}, "the limit is 2000"),
+        ("ask", {"question": " \n "}, "the question is empty"),
+        ("search", {"query": "why " * 600}, "the limit is 2000"),
+        ("search", {"query": "LeCun", "k": 51}, "k must be between 1 and 50"),
+    ],
+)
+def test_mcp_tools_keep_the_question_limits(small_url: str, tool: str, arguments: dict, message: str) -> None:
+    assert message in asyncio.run(_mcp_error(small_url, tool, arguments))
+
+
+def test_a_v1_reply_whose_client_left_stops_its_generation(small_url: str, slow_model: FakeGeneration) -> None:
+    """Not streamed: the reply is sent whole at the end, so the server must notice the client go while it waits."""
+    started = time.monotonic()
+    with pytest.raises(openai.APITimeoutError):
+        _openai(small_url).with_options(timeout=2).chat.completions.create(
+            model=MODEL_ID, messages=[{"role": "user", "content": QUESTION}]
+        )
+    _until(lambda: bool(slow_model.runs), timeout_s=10)
+    [(pieces, cancelled)] = slow_model.runs
+    assert cancelled and pieces < 150  # 300 pieces would take 15 s
+    assert time.monotonic() - started < 10
 
 
 def test_a_v1_stream_closed_early_stops_its_generation(small_url: str, slow_model: FakeGeneration) -> None:
@@ -221,11 +245,11 @@ def test_a_cancelled_mcp_call_stops_its_generation(small_url: str, slow_model: F
 
 
 def test_metrics_count_a_question_its_latency_and_an_abstention_step(small_url: str) -> None:
-    before = _metrics(small_url)
+    before = scrape_metrics(small_url)
     assert httpx.post(f"{small_url}/api/ask", json={"question": QUESTION}, timeout=120).status_code == 200
     refusal = httpx.post(f"{small_url}/api/ask", json={"question": UNANSWERABLE}, timeout=120).json()
     assert refusal["abstained"]
-    after = _metrics(small_url)
+    after = scrape_metrics(small_url)
 
     def grew(name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))
@@ -245,6 +269,20 @@ def test_metrics_count_a_question_its_latency_and_an_abstention_step(small_url: 
         assert grew("rag_generated_tokens_total") > 0 and grew("rag_answer_seconds_count", stage="first_token") >= 1
 
 
+def test_metrics_count_refused_uploads_by_kind(small: Assistant) -> None:
+    admin = Assistant(small.settings.model_copy(update={"admin_token": SecretStr("adm1n")}))
+    with running_server(create_app(admin)) as url:
+        before = scrape_metrics(url)
+        files = [("files", ("empty.txt", b"", "text/plain")), ("files", ("notes.exe", b"MZ", "application/x-msdos"))]
+        reply = httpx.post(f"{url}/api/documents", files=files, headers={"X-Admin-Token": "adm1n"}, timeout=120)
+        assert reply.status_code == 200 and [f["status"] for f in reply.json()["files"]] == ["error", "error"]
+        after = scrape_metrics(url)
+    for kind in ("empty", "unsupported"):
+        key = ("rag_ingest_errors_total", (("kind", kind),))
+        assert after[key] - before.get(key, 0) == 1, kind
+    assert after[("rag_index_documents", ())] == 4  # nothing refused reached the index
+
+
 def test_each_request_is_one_json_log_line_with_its_id(small_url: str, request_log: list[dict]) -> None:
     response = httpx.post(
         f"{small_url}/api/ask", json={"question": UNANSWERABLE}, headers={"X-Request-ID": "req-42"}, timeout=120
@@ -259,6 +297,38 @@ def test_each_request_is_one_json_log_line_with_its_id(small_url: str, request_l
     assert fresh.status_code == 404 and fresh.headers["x-request-id"] != "bad id with spaces"
     assert fresh.json()["request_id"] == fresh.headers["x-request-id"]
     _until(lambda: any(e["request_id"] == fresh.headers["x-request-id"] and e["status"] == 404 for e in request_log))
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_server_process_writes_one_line_per_request_to_stderr(
+    small: Assistant, tmp_path: Path, log_format: str
+) -> None:
+    """`python -m rag.serving.app` as an operator runs it: the line its stderr gets, in either format."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "RAG_INDEX_DIR": str(small.settings.index_dir),
+        "RAG_GENERATOR_MODEL": "smollm2-135m",
+        "RAG_LOG_FORMAT": log_format,
+        "RAG_API_KEY": "s3cret-key",
+    }
+    command = [sys.executable, "-m", "rag.serving.app", "--host", "127.0.0.1", "--port", str(port)]
+    log = tmp_path / "server.log"
+    with serving(command, f"{url}/healthz", log, env):
+        headers = {"Authorization": "Bearer s3cret-key", "X-Request-ID": "ops-7"}
+        assert httpx.get(f"{url}/api/documents/nope", headers=headers).status_code == 404
+        _until(lambda: "ops-7" in log.read_text())
+    [line] = [line for line in log.read_text().splitlines() if "ops-7" in line]
+    if log_format == "json":
+        entry = json.loads(line)
+        assert entry["request_id"] == "ops-7" and entry["status"] == 404
+        assert entry["route"] == "/api/documents/{doc_id}" and entry["duration_ms"] >= 0
+    else:
+        assert " rag.requests: request request_id=ops-7 method=GET route=/api/documents/{doc_id} " in line
+        assert " status=404 " in line
+    assert "s3cret-key" not in log.read_text()
 
 
 def test_the_log_never_carries_the_api_key(small: Assistant, request_log: list[dict]) -> None:

@@ -59,3 +59,19 @@ def test_no_module_imports_from_a_stage_above_its_own() -> None:
             if not same_stage and RANK[other] >= RANK[own]:
                 upward.append(f"{module} imports {imported}")
     assert upward == []
+
+
+# The routers every client reaches the assistant through; each asks `AnswerService` (which asks the one
+# `Assistant`), so none may reach a pipeline stage itself and grow a second copy of retrieval or prompting.
+FRONT_ENDS = ("api", "openai_api", "mcp_server")
+PIPELINE_STAGES = {"ingestion", "embedding", "store", "retrieval", "generation", "answering"}
+
+
+def test_the_front_ends_reach_the_pipeline_only_through_the_answer_service() -> None:
+    reaching = {
+        front_end: sorted(m for m in _imports(PACKAGE / "serving" / f"{front_end}.py") if _stage(m) in PIPELINE_STAGES)
+        for front_end in FRONT_ENDS
+    }
+    assert reaching == {front_end: [] for front_end in FRONT_ENDS}
+    for front_end in FRONT_ENDS:
+        assert "rag.serving.service" in _imports(PACKAGE / "serving" / f"{front_end}.py"), front_end

@@ -1,7 +1,7 @@
 """The MCP server (the official `mcp` SDK): agents and IDEs ask the assistant and search the documents.
 
 Tools: `ask` (a question, optionally the conversation so far -> the checked answer, its citations,
-whether and why it abstained) and `search` (a query and k -> passages with their document spans).
+whether and why it abstained, its timings) and `search` (a query and k -> passages with their document spans).
 Resources: every indexed document as `rag://documents/{doc_id}` (its text). Both tools are thin callers
 of the one `AnswerService`, so `ask` waits in the same line as the UI's questions, is refused when too
 many wait, and stops generating when the client cancels the call. Served over stdio (`rag mcp`) and
@@ -20,7 +20,7 @@ from mcp_types import Resource
 from pydantic import BaseModel, Field
 
 from rag.assistant import QuestionError
-from rag.serving.schemas import CitationOut
+from rag.serving.schemas import CitationOut, TimingsOut
 from rag.serving.service import AnswerService, Busy
 from rag.serving.streaming import run_in_thread
 from rag.types import Answer, Turn
@@ -39,6 +39,7 @@ class AskResult(BaseModel):
     citations: list[CitationOut]
     abstained: bool
     abstained_by: str | None = Field(description="The check that refused to answer; null for an answer")
+    timings: TimingsOut = Field(description="Milliseconds to retrieval done, the first token, the checked answer")
 
 
 class PassageOut(BaseModel):
@@ -98,6 +99,7 @@ def build_mcp_server(service: AnswerService) -> MCPServer:
             citations=[CitationOut(**asdict(c)) for c in answer.citations],
             abstained=answer.abstained,
             abstained_by=answer.abstained_by,
+            timings=TimingsOut(**asdict(answer.timings)),
         )
 
     @server.tool(description="The passages of the indexed documents that best match a query, with their spans.")

@@ -4,8 +4,8 @@ Variants are interleaved (A, B, A, B, ...) so that a machine whose load changes 
 them alike; results are ratios to the baseline plus medians with [min, max]. On a CPU with bf16
 instructions the engine, embedding and end-to-end sections run again in a fresh process that emulates a
 CPU without them, so one report shows both kinds of machine. One module per section: `machine`,
-`generation`, `embedding`, `retrieval`, `stores`, `model_server`, `replicas`, `end_to_end`; `report` holds
-what they share.
+`generation`, `embedding`, `retrieval`, `stores`, `model_server`, `replicas`, `end_to_end`, `integrations`;
+`report` holds what they share.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from rag.assistant import Assistant
 from rag.evaluation.bench.embedding import embedding
 from rag.evaluation.bench.end_to_end import end_to_end
 from rag.evaluation.bench.generation import generation
+from rag.evaluation.bench.integrations import integrations
 from rag.evaluation.bench.machine import machine
 from rag.evaluation.bench.model_server import model_server
 from rag.evaluation.bench.replicas import LOAD_SECONDS, replicas
@@ -27,9 +28,10 @@ from rag.evaluation.bench.stores import ADDITION_SIZES, STORE_SIZES, VECTOR_ONLY
 from rag.settings import Settings
 
 # What `rag bench` runs by default (docs/BENCHMARKS.md): one machine. The team deployment's sections start
-# PostgreSQL, a model server and replicas (docs/BENCHMARKS-TEAM.md): `--sections stores model-server replicas`.
+# PostgreSQL, a model server and replicas (docs/BENCHMARKS-TEAM.md): `--sections stores model-server replicas`;
+# `integrations` asks through every interface a client uses (docs/BENCHMARKS-INTEGRATIONS.md).
 DEFAULT_SECTIONS = ("machine", "generation", "embedding", "retrieval", "end-to-end")
-SECTIONS = (*DEFAULT_SECTIONS, "stores", "model-server", "replicas")
+SECTIONS = (*DEFAULT_SECTIONS, "stores", "model-server", "replicas", "integrations")
 
 
 def run_bench(
@@ -72,6 +74,8 @@ def run_bench(
             model_server(report, settings, reps)
         if "end-to-end" in sections:
             end_to_end(report, settings, reps, emulate)
+        if "integrations" in sections:
+            integrations(report, settings, reps)
     if "retrieval" in sections:
         retrieval(report, settings, sizes)
     if "stores" in sections:
