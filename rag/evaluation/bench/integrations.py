@@ -61,7 +61,6 @@ def integrations(report: Report, settings: Settings, reps: int) -> None:
         "RAG_MAX_NEW_TOKENS": str(settings.max_new_tokens),
         "RAG_THREADS": str(settings.threads),
         "RAG_CACHE_DIR": str(settings.cache_dir),
-        "RAG_MAX_WAITING": "4",
     }
     port = free_port()
     url = f"http://127.0.0.1:{port}"
