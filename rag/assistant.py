@@ -6,6 +6,8 @@ rag.generation, rag.answering); the Assistant wires them from the settings and r
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 import threading
 import time
@@ -25,6 +27,7 @@ from rag.cpu import fast_dtype
 from rag.embedding.embedder import Embedder
 from rag.generation import create_engine
 from rag.generation.base import GenerationEngine
+from rag.generation.passage_states import StateWorker
 from rag.ingestion.chunking import Chunker, split_sentences
 from rag.ingestion.loaders import load_documents
 from rag.retrieval.excerpts import PassageTrimmer
@@ -41,6 +44,7 @@ from rag.types import (
     Document,
     IngestError,
     Passage,
+    Prompt,
     QuestionKind,
     Sources,
     Timings,
@@ -75,6 +79,8 @@ class Assistant:
         self.verifier = CitationVerifier(self.embedder, s.support_threshold)
         self.gatherer = EvidenceGatherer(self.retrieve, s.top_k, s.candidate_k)
         self.summaries = SummaryCache(s.index_dir, s.generator_model, s.summary_section_chars)
+        # Set by a server (`start_state_worker`): passage states missing from an answer are then made in the background.
+        self.state_worker: StateWorker | None = None
 
     @cached_property
     def generator(self) -> GenerationEngine:
@@ -127,6 +133,51 @@ class Assistant:
         if report.removed or report.changed:
             self.summaries.keep_only(d.doc_id for d in self.documents())
         return IndexReport(report, seconds=time.perf_counter() - started)
+
+    def store_passage_states(self, progress: bool = False, documents: Sequence[Document] | None = None) -> int:
+        """Compute the passage state of every chunk (of `documents`, default all) that has none; how many.
+
+        Only for collections of up to `passage_state_index_chunks` chunks (about a second each on 2 cores);
+        a larger one gets its states lazily, where a server runs a state worker. A no-op for an engine
+        without passage states (a model server).
+        """
+        if not self.settings.passage_states or self.settings.generator_engine == "openai":
+            return 0
+        if sum(self.store.chunk_counts().values()) > self.settings.passage_state_index_chunks:
+            return 0
+        engine = self.generator
+        if engine.passage_states is None:
+            return 0
+        prompts = [
+            self._state_prompt(d, c)
+            for d in (self.documents() if documents is None else documents)
+            for c in self.chunker.split(d)
+        ]
+        missing = [
+            p
+            for p in tqdm(prompts, desc="checking passage states", unit="chunk", disable=not progress, leave=False)
+            if engine.missing_passage_states(p)
+        ]
+        computed = 0
+        for prompt in tqdm(missing, desc="passage states", unit="chunk", disable=not progress):
+            computed += engine.store_passage_states(prompt)
+        return computed
+
+    def _state_prompt(self, document: Document, chunk: Chunk) -> Prompt:
+        """A prompt holding one passage as answers number it: what its state is computed from."""
+        passage = Passage(chunk, document.title, document.source, 1.0, 1.0)
+        return build_prompt("", [passage], [], self.settings.answer_style)
+
+    def start_state_worker(self) -> StateWorker:
+        """Make missing passage states in the background from now on (a server has a later; a one-shot CLI has not)."""
+        if self.state_worker is None:
+            self.state_worker = StateWorker()
+        return self.state_worker
+
+    def store_passage_states_later(self) -> None:
+        """After an upload: the new passages' states, made in the background where a state worker runs."""
+        if self.state_worker is not None:
+            self.state_worker.submit(lambda stop: self.store_passage_states())
 
     def _default_paths(self) -> list[Path]:
         uploads = self.settings.upload_dir
@@ -197,11 +248,15 @@ class Assistant:
             yield from refused
             return
 
-        passages = self.trimmer.trim(retrieval_queries(question, turns)[0], passages)
-        yield Sources(passages, kind)
-        pieces: list[str] = []
         long_answer = self.settings.long_answer_tokens if kind != "fact" else None
         prompt = build_prompt(question, passages, turns, self.settings.answer_style, kind, long_answer)
+        lacking = self._lacking_states(prompt)
+        if lacking is not None:  # read as without passage states: excerpts, the prompt whole
+            passages = self.trimmer.trim(retrieval_queries(question, turns)[0], passages)
+            prompt = build_prompt(question, passages, turns, self.settings.answer_style, kind, long_answer)
+            prompt = dataclasses.replace(prompt, passages=())
+        yield Sources(passages, kind)
+        pieces: list[str] = []
         stream = self.generator.stream(prompt, cancel)
         for piece in stream:
             if not pieces:
@@ -218,11 +273,26 @@ class Assistant:
         verified = self.verifier.verify(draft, passages, question, each_sentence=kind != "fact")
         refusal = first_refusal(self.checks, Case(question, passages, turns, draft, verified), before_generation=False)
         timings.total_ms = elapsed()
+        if lacking is not None and self.state_worker is not None:
+            # made now, in the background, for the next question that reads these passages
+            self.state_worker.submit(functools.partial(self.generator.store_passage_states, lacking))
         if refusal:
             step, text = refusal
             yield Answer(question, text, [], timings, passages, step, kind)
             return
         yield Answer(question, verified.text, verified.citations, timings, passages, kind=kind)
+
+    def _lacking_states(self, prompt: Prompt) -> Prompt | None:
+        """None when the engine has the state of every passage of the prompt (they are then read whole, from their
+        states); else the prompt whose passages' states are to be made.
+
+        A question is read from states only when all of its passages have one: reading any passage whole in
+        place would make it slower than reading excerpts, and its answer would depend on which states
+        happened to be made first.
+        """
+        if self.generator.passage_states is None or not prompt.passages:
+            return prompt
+        return prompt if self.generator.missing_passage_states(prompt) else None
 
     def _refused_before_generation(
         self,

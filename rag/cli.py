@@ -152,11 +152,25 @@ def _index(assistant: Assistant, args: argparse.Namespace) -> int:
     _print_index_report(report)
     if not assistant.store.is_built():
         return 1 if report.errors else 0
+    _store_passage_states(assistant)
     if args.summaries:
         started = time.perf_counter()
         written = assistant.summarize_documents(progress=True)
         print(f"Summaries: {written} written in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
+
+
+def _store_passage_states(assistant: Assistant) -> None:
+    """Every passage's state for a small collection, so that each question reads only its own words."""
+    started = time.perf_counter()
+    computed = assistant.store_passage_states(progress=True)
+    store = assistant.generator.passage_states if computed else None
+    if store is not None:
+        print(
+            f"Passage states: {computed} computed in {time.perf_counter() - started:.1f} s "
+            f"({store.count()} kept, {store.size_bytes() / 1024**2:.0f} MB in {store.folder})",
+            file=sys.stderr,
+        )
 
 
 def _migrate(assistant: Assistant, args: argparse.Namespace) -> int:
@@ -263,6 +277,7 @@ def _ask(assistant: Assistant, args: argparse.Namespace) -> int:
     if not assistant.store.is_built():
         print(f"rag: no index yet; indexing {assistant.settings.default_corpus}/ first", file=sys.stderr)
         _print_index_report(assistant.index(progress=True))
+        _store_passage_states(assistant)
     assistant.warm_up()
     interactive = not args.questions
     if interactive and sys.stdin.isatty():

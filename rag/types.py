@@ -70,17 +70,34 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class PassageSegment:
+    """One numbered passage as a prompt writes it: `lead + body`, verbatim and in order in one message.
+
+    The `body` is the same text whichever question retrieves the passage, so an engine may compute its
+    keys and values once (rag.generation.passage_states), after the prompt's head and `context` (the
+    lead it would have as the first passage); the `lead` ("[2] Title") depends on where the passage
+    stands in the prompt and is read in place every time.
+    """
+
+    lead: str
+    body: str
+    context: str = ""
+
+
+@dataclass(frozen=True)
 class Prompt:
     """Chat messages for the model, and how many lead them unchanged from question to question.
 
     The first `fixed` messages (the system prompt, any worked examples) are the same for every
     question, so the generator computes their keys and values once; the count travels with the
-    messages because only the code that wrote them knows it.
+    messages because only the code that wrote them knows it. `passages` are the numbered passages
+    the messages contain, for engines that keep passage states.
     """
 
     messages: list[dict[str, str]]
     fixed: int = 1
     max_new_tokens: int | None = None  # a longer answer form (a list, a comparison) than the engine's default
+    passages: tuple[PassageSegment, ...] = ()
 
 
 @dataclass(frozen=True)

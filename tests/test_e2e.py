@@ -137,6 +137,28 @@ def test_llama_cpp_answers_the_lecun_question_with_its_citation(assistant_on_lla
     _assert_cites_paris(answer, assistant_on_llama_cpp)
 
 
+def test_passage_states_answer_the_lecun_question_and_read_only_the_question(assistant: Assistant) -> None:
+    """With every seeds passage's state made (as `rag index` makes them), the answer is the Paris proposal, cited,
+    and the prompt is read from the states: only the passages' number-and-title lines and the question."""
+    stateful = Assistant(
+        assistant.settings.model_copy(update={"generator_engine": "llama.cpp", "passage_states": True})
+    )
+    stateful.store_passage_states()
+    engine = stateful.generator
+    assert engine.passage_states is not None
+    question = "What did LeCun propose in Paris?"
+    from rag.answering.prompts import build_prompt
+
+    prompt = build_prompt(question, stateful.gatherer.gather(question, "fact", []), [])
+    assert engine.missing_passage_states(prompt) == 0
+    answer = stateful.ask(question)
+    assert any(key in answer.answer.lower() for key in LECUN_PROPOSAL), answer.answer
+    _assert_cites_paris(answer, stateful)
+    for citation in answer.citations:  # whole chunks (their states), not excerpts cut for the question
+        chunks = stateful.chunker.split(stateful.store.document(citation.doc_id))
+        assert (citation.start, citation.end) in {(c.start, c.end) for c in chunks}
+
+
 @pytest.mark.parametrize("question", ["What did Macron announce?", "Why did Meta sell PyTorch to Google?"])
 def test_llama_cpp_abstains_where_the_seeds_do_not_answer(assistant_on_llama_cpp: Assistant, question: str) -> None:
     answer = assistant_on_llama_cpp.ask(question)

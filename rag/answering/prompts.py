@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from rag.answering.citations import MARKER
 from rag.lexical import is_yes_no_question
-from rag.types import AnswerStyle, Passage, Prompt, QuestionKind, Turn
+from rag.types import AnswerStyle, Passage, PassageSegment, Prompt, QuestionKind, Turn
 
 ABSTAIN_TEXT = "The documents don't say."
 
@@ -175,23 +175,39 @@ def build_prompt(
     """The system prompt and worked examples (fixed), the conversation so far, then passages and question."""
     messages = [{"role": "system", "content": SYSTEM_PROMPTS[style]}]
     for example_question, example_answer in EXAMPLES[style]:
-        messages.append({"role": "user", "content": _question_prompt(_EXAMPLE_PASSAGES, example_question, style)})
+        examples = passage_segments(_EXAMPLE_PASSAGES)
+        messages.append({"role": "user", "content": _question_prompt(examples, example_question, style)})
         messages.append({"role": "assistant", "content": example_answer})
     fixed = len(messages)
     for turn in history:
         messages.append({"role": "user", "content": turn.question})
         messages.append({"role": "assistant", "content": strip_markers(turn.answer)})
-    shown = [(p.title, p.chunk.text) for p in passages]
-    messages.append({"role": "user", "content": _question_prompt(shown, question, style, kind)})
-    return Prompt(messages, fixed, max_new_tokens)
+    segments = passage_segments([(p.title, p.chunk.text) for p in passages])
+    messages.append({"role": "user", "content": _question_prompt(segments, question, style, kind)})
+    return Prompt(messages, fixed, max_new_tokens, tuple(segments))
+
+
+def passage_segments(passages: Sequence[tuple[str, str]]) -> list[PassageSegment]:
+    """Each passage (title, text) as it is numbered in the prompt: "[2] Title" read in place, then its text.
+
+    The text is the same wherever the passage is ranked, so its keys and values can be kept
+    (rag.generation.passage_states), computed after the lead it would have as passage [1]; the lead is
+    read in place, where it sees the passages before it: re-reading the number alone left the model
+    unsure which passage said what (citations one off, facts lost), the number and title kept them.
+    Each passage ends with the blank line that separates it from what follows.
+    """
+    return [
+        PassageSegment(f"[{i}] {title}\n", f"{text}\n\n", f"[1] {title}\n")
+        for i, (title, text) in enumerate(passages, start=1)
+    ]
 
 
 def _question_prompt(
-    passages: Sequence[tuple[str, str]], question: str, style: AnswerStyle, kind: QuestionKind = "fact"
+    segments: Sequence[PassageSegment], question: str, style: AnswerStyle, kind: QuestionKind = "fact"
 ) -> str:
-    """The numbered passages (title, text), the question, and the reminder of the form."""
-    numbered = "\n\n".join(f"[{i}] {title}\n{text}" for i, (title, text) in enumerate(passages, start=1))
+    """The numbered passages, the question, and the reminder of the form."""
+    numbered = "".join(s.lead + s.body for s in segments) or "\n\n"
     reminder = ANSWER_REMINDERS[style]
     if style == "sentence":
         reminder = YES_NO_REMINDER if is_yes_no_question(question) else KIND_REMINDERS.get(kind, reminder)
-    return f"Passages:\n\n{numbered}\n\nQuestion: {question}\n{reminder}"
+    return f"Passages:\n\n{numbered}Question: {question}\n{reminder}"

@@ -467,8 +467,14 @@ def timed_answer(assistant: Assistant, question: str, history: list[Turn]) -> St
     raise RuntimeError("the answer stream ended without an answer")
 
 
-def index_own(assistant: Assistant, documents: Sequence[Document] | None = None, progress: bool = False) -> IndexReport:
-    """Bring an evaluation's own index up to date: its files (or `documents`, e.g. a benchmark's paragraphs).
+def index_own(
+    assistant: Assistant,
+    documents: Sequence[Document] | None = None,
+    progress: bool = False,
+    passage_states: bool = True,
+) -> IndexReport:
+    """Bring an evaluation's own index up to date: its files (or `documents`, e.g. a benchmark's paragraphs), and
+    with `passage_states` every passage's state, so that answers are measured on the path users get.
 
     An index written by an older version is refused for users' indexes; an evaluation's is ours to rebuild.
     """
@@ -479,9 +485,12 @@ def index_own(assistant: Assistant, documents: Sequence[Document] | None = None,
         return assistant.index_documents(documents, rebuild=rebuild, progress=progress)
 
     try:
-        return index(rebuild=False)
+        report = index(rebuild=False)
     except IndexMismatchError:
-        return index(rebuild=True)
+        report = index(rebuild=True)
+    if passage_states:
+        assistant.store_passage_states(progress)
+    return report
 
 
 def eval_settings(settings: Settings, question_set: QuestionSet) -> Settings:

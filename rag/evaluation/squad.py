@@ -444,7 +444,7 @@ def run_squad(
     """Index the paragraphs (reused when unchanged), rank for every answerable question, answer the sample."""
     assistant = Assistant(squad_settings(settings, squad, answer_style))
     documents = paragraph_documents(squad)
-    indexed = index_own(assistant, documents, progress)
+    indexed = index_own(assistant, documents, progress, passage_states=limit != 0)
     retrieval = score_retrieval(assistant, squad, progress)
     answers = score_answers(assistant, sample_questions(squad, limit, seed), progress)
     engine = assistant.generator.name if answers.n else "none (retrieval only)"

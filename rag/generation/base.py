@@ -3,7 +3,9 @@
 The `Assistant` and the evaluation depend on this interface only, so an engine is swapped by settings.
 An engine is cheap to construct; the model loads in `load` or on first use. Generations run one at a
 time per engine (the caller queues them), and every engine caches the keys and values of a prompt's
-`fixed` leading messages, which are the same for every question.
+`fixed` leading messages, which are the same for every question. The in-process engines also keep
+passage states (rag.generation.passage_states): each passage's keys and values, computed once; an
+engine without them (a model server, whose own prefix cache does this work) reads prompts whole.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import ClassVar
 
+from rag.generation.passage_states import PassageStateStore
 from rag.types import Prompt
 
 
@@ -20,6 +23,7 @@ class GenerationEngine(ABC):
     """One way of running the generator model; `name` is its `generator_engine` setting."""
 
     name: ClassVar[str]
+    passage_states: PassageStateStore | None = None  # where this engine keeps passage states; None: it keeps none
 
     @abstractmethod
     def load(self) -> None:
@@ -36,3 +40,11 @@ class GenerationEngine(ABC):
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` by this model's tokenizer, e.g. to turn a streamed answer's time into tokens/s."""
+
+    def missing_passage_states(self, prompt: Prompt) -> int:
+        """How many of the prompt's passages would be read in full for want of a state (0 without states)."""
+        return 0
+
+    def store_passage_states(self, prompt: Prompt, cancel: threading.Event | None = None) -> int:
+        """Compute and keep the states the prompt's passages lack; how many were computed (0 without states)."""
+        return 0

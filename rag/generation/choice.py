@@ -3,10 +3,11 @@
 No single engine is fastest everywhere. transformers reads a prompt fastest on CPUs with bf16
 instructions (torch's bf16 GEMM), llama.cpp everywhere else and decodes faster on all of them
 (`rag bench`). So with `generator_engine = "auto"` each installed engine runs the same short, fixed
-job once per machine: a realistic ~600-token RAG prompt (its system prompt cached, as in use) and 40
-decoded tokens. The faster one is recorded in `cache_dir` with what it depends on (the CPU model and
-flags, threads, library versions, the model and its settings); when any of that changes, it is
-measured again. Each engine is measured in a process of its own, so the loser's memory is returned.
+job once per machine: a realistic ~600-token RAG prompt (its system prompt cached, and its passages
+read from their states where the engine keeps them, as in use) and 40 decoded tokens. The faster one
+is recorded in `cache_dir` with what it depends on (the CPU model and flags, threads, library
+versions, the model and its settings); when any of that changes, it is measured again. Each engine is
+measured in a process of its own, so the loser's memory is returned.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from typing import Any
 
 from rag.cpu import cpu_info, fast_dtype
 from rag.generation.base import GenerationEngine
+from rag.generation.passage_states import PassageStateStore
 from rag.settings import Settings
-from rag.types import Prompt
+from rag.types import PassageSegment, Prompt
 
 ENGINES = ("transformers", "llama.cpp")
 # Prompt-lookup drafts per step where `prompt_lookup_tokens` is not set, as `rag bench` measured them.
@@ -74,14 +76,28 @@ _PASSAGES = (
         "the regional audit office called optimistic in its opinion on the plan.",
     ),
 )
-_QUESTION = "What did the harbour authority decide, who will pay for it, and what do its critics say?"
+_QUESTIONS = (
+    "What did the harbour authority decide, who will pay for it, and what do its critics say?",
+    "When will the quay works start, how long will they last, and what will the port gain from them?",
+    "What did the environmental review find, and what did the authority do about it?",
+)
 
 
-def calibration_prompt() -> Prompt:
-    """The fixed job: a system prompt like the assistant's, four passages like retrieved ones, a question."""
-    numbered = "\n\n".join(f"[{i}] {title}\n{text}" for i, (title, text) in enumerate(_PASSAGES, start=1))
-    question = f"Passages:\n\n{numbered}\n\nQuestion: {_QUESTION}\nAnswer in full sentences."
-    return Prompt([{"role": "system", "content": _SYSTEM}, {"role": "user", "content": question}])
+def calibration_prompt(run: int = 0) -> Prompt:
+    """The fixed job: a system prompt like the assistant's, four passages like retrieved ones, a question.
+
+    Each run asks another question over the passages in another order, as consecutive questions do, so
+    an engine's context holds nothing of it but the fixed messages; the passages are numbered as the
+    assistant numbers them, so an engine that keeps passage states reads them from their states.
+    """
+    shown = _PASSAGES[run % len(_PASSAGES) :] + _PASSAGES[: run % len(_PASSAGES)]
+    segments = tuple(
+        PassageSegment(f"[{i}] {title}\n", f"{text}\n\n", f"[1] {title}\n")
+        for i, (title, text) in enumerate(shown, start=1)
+    )
+    numbered = "".join(s.lead + s.body for s in segments)
+    question = f"Passages:\n\n{numbered}Question: {_QUESTIONS[run % len(_QUESTIONS)]}\nAnswer in full sentences."
+    return Prompt([{"role": "system", "content": _SYSTEM}, {"role": "user", "content": question}], passages=segments)
 
 
 @dataclass(frozen=True)
@@ -122,7 +138,12 @@ def build_engine(name: str, settings: Settings, max_new_tokens: int | None = Non
         from rag.generation.llamacpp import LlamaCppEngine
 
         return LlamaCppEngine(
-            settings.generator_model, settings.cache_dir, new_tokens, settings.threads, lookup_tokens(name, settings)
+            settings.generator_model,
+            settings.cache_dir,
+            new_tokens,
+            settings.threads,
+            lookup_tokens(name, settings),
+            passage_state_store(settings),
         )
     if name == "transformers":
         from rag.generation.transformers.engine import TransformersEngine
@@ -143,6 +164,12 @@ def build_engine(name: str, settings: Settings, max_new_tokens: int | None = Non
         key = settings.engine_api_key.get_secret_value() if settings.engine_api_key else None
         return OpenAIEngine(settings.engine_url, settings.engine_model, key, new_tokens)
     raise ValueError(f"unknown generation engine {name!r}; choose from {', '.join((*ENGINES, 'openai'))}")
+
+
+def passage_state_store(settings: Settings) -> PassageStateStore | None:
+    if not settings.passage_states:
+        return None
+    return PassageStateStore(settings.passage_states_folder, int(settings.passage_state_gb * 1024**3))
 
 
 def lookup_tokens(engine: str, settings: Settings) -> int:
@@ -171,6 +198,7 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
         "generator_dtype": fast_dtype(settings.generator_dtype),
         "generator_quantization": settings.generator_quantization,
         "prompt_lookup_tokens": settings.prompt_lookup_tokens,
+        "passage_states": settings.passage_states,
         "versions": {d: version(d) for d in ("torch", "transformers", "llama-cpp-python")},
         "llama.cpp build": _llama_cpp_build(),
     }
@@ -227,15 +255,18 @@ def engine_choice(settings: Settings, remeasure: bool = False, verbose: bool = F
 
 
 def measure(engine_name: str, settings: Settings) -> Calibration:
-    """Run the fixed job on one engine in this process: a warm-up (loading, the cached prefix), then two timed runs."""
+    """Run the fixed job on one engine in this process: a warm-up (loading, the cached prefix), then two timed runs.
+
+    An engine that keeps passage states has them for the job's passages first, as `rag index` makes them.
+    """
     engine = build_engine(engine_name, settings, CALIBRATION_TOKENS)
     engine.load()
-    prompt = calibration_prompt()
+    engine.store_passage_states(calibration_prompt())
     runs = []
-    for _ in range(3):
+    for run in range(3):
         started = time.perf_counter()
         first, pieces = None, []
-        for piece in engine.stream(prompt):
+        for piece in engine.stream(calibration_prompt(run)):
             first = first if first is not None else time.perf_counter() - started
             pieces.append(piece)
         runs.append((first or 0.0, time.perf_counter() - started, engine.count_tokens("".join(pieces))))

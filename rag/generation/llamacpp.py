@@ -8,13 +8,19 @@ and tokenized by llama.cpp (token for token the same on our prompts, checked by 
 
 The decoding loop is the transformers engine's (`rag.generation.greedy`): prompt-lookup drafts
 verified in one pass, logits only where they are read. Llama's own `generate` with a draft model
-keeps the logits of every position (n_ctx x vocab floats, 2.5 GB here), so it is not used. The fixed
-messages' keys and values are saved once per distinct prefix (a few MB of llama.cpp state) and
-restored whenever another prefix (the answer check's) was used in between.
+keeps the logits of every position (n_ctx x vocab floats, 2.5 GB here), so it is not used.
+
+What the context holds is tracked piece by piece (`rag.generation.context`): the fixed messages
+(their state saved once in memory), passages whose keys and values come from their passage state
+(computed once after the prompt's head, kept on disk, placed at their position by llama.cpp's
+position shift through a scratch sequence, as in llama.cpp's own examples), and tokens read in place.
+A prompt reads only what the context does not already hold, so a check that asks its yes/no question
+after the answer's own passages and draft reads just that question.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
@@ -26,7 +32,9 @@ from typing import Any
 import numpy as np
 
 from rag.generation.base import GenerationEngine
+from rag.generation.context import Piece, Plan, common_prefix, plan_prompt, state_plan
 from rag.generation.greedy import accepted_drafts, prompt_lookup, stream_greedy
+from rag.generation.passage_states import PassageState, PassageStateStore
 from rag.models import ModelError, generator_gguf
 from rag.types import Prompt
 
@@ -51,23 +59,28 @@ class LlamaCppEngine(GenerationEngine):
         max_new_tokens: int,
         threads: int = 0,
         prompt_lookup_tokens: int = 0,
+        passage_states: PassageStateStore | None = None,
     ) -> None:
         self.model_name = model_name
         self.cache_dir = cache_dir
         self.max_new_tokens = max_new_tokens
         self.threads = threads or os.cpu_count() or 1
         self.prompt_lookup_tokens = prompt_lookup_tokens
+        self.passage_states = passage_states
         self._lock = threading.Lock()
         self._prefix_states: dict[tuple[int, ...], Any] = {}
+        self._held: list[Any] = []  # the identity of every token the context holds (rag.generation.context)
 
     @cached_property
     def _llama(self) -> Any:
+        import llama_cpp
         from llama_cpp import Llama
+        from llama_cpp._internals import LlamaContext
 
         gguf = generator_gguf(self.model_name, self.cache_dir)
         if gguf is None:
             raise ModelError(f"the llama.cpp engine needs a GGUF model; {self.model_name!r} is not one")
-        return Llama(
+        llama = Llama(
             model_path=str(gguf),
             n_ctx=CONTEXT_TOKENS,
             n_batch=BATCH_TOKENS,
@@ -77,6 +90,19 @@ class LlamaCppEngine(GenerationEngine):
             flash_attn=FLASH_ATTENTION,
             verbose=False,
         )
+        # A second sequence, sharing the one cache (unified), is where a passage state is loaded and shifted to
+        # its place before it joins the answer's sequence; Llama has no parameter for it, so its context is
+        # made again with one (the first is freed first: the cache is ~100 MB).
+        params = llama.context_params
+        params.n_seq_max = 2
+        params.kv_unified = True
+        llama._ctx.close()
+        llama._ctx = llama._stack.enter_context(
+            contextlib.closing(LlamaContext(model=llama._model, params=params, verbose=False))
+        )
+        if llama_cpp.llama_n_seq_max(llama._ctx.ctx) < 2:
+            raise ModelError("llama.cpp made a context without the second sequence that passage states need")
+        return llama
 
     @cached_property
     def _template(self) -> Any:
@@ -95,6 +121,15 @@ class LlamaCppEngine(GenerationEngine):
 
         vocab = self._llama._model.vocab
         return {t for t in range(self._llama.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)}
+
+    @cached_property
+    def state_id(self) -> str:
+        """What a passage state of this engine depends on besides its tokens: the model file and the cache's layout."""
+        gguf = generator_gguf(self.model_name, self.cache_dir)
+        stat = gguf.stat() if gguf else None
+        params = self._llama.context_params
+        cache = f"k{params.type_k}v{params.type_v}fa{int(FLASH_ATTENTION)}"
+        return f"llama.cpp/{gguf and gguf.name}/{stat and stat.st_size}/{cache}"
 
     def load(self) -> None:
         _ = self._llama, self._template, self._stops
@@ -122,26 +157,121 @@ class LlamaCppEngine(GenerationEngine):
         scores -= np.logaddexp.reduce(scores)  # log-softmax
         return float(np.logaddexp.reduce(scores[words["yes"]]) - np.logaddexp.reduce(scores[words["no"]]))
 
+    def missing_passage_states(self, prompt: Prompt) -> int:
+        with self._lock:
+            return len(self._plan(prompt).missing)
+
+    def store_passage_states(self, prompt: Prompt, cancel: threading.Event | None = None) -> int:
+        """Compute and keep the state of each of the prompt's passages that has none; how many were computed.
+
+        The lock is taken for one passage at a time, so a question waits for at most one passage's reading.
+        """
+        import llama_cpp
+
+        if self.passage_states is None:
+            return 0
+        with self._lock:
+            plan = self._plan(prompt)
+        done = 0
+        for missing in plan.missing:
+            if cancel is not None and cancel.is_set():
+                break
+            with self._lock:
+                if self.passage_states.has(missing.key):
+                    continue
+                self._materialize(state_plan(missing, plan.fixed))
+                llama = self._llama
+                ctx, memory = llama._ctx.ctx, llama._ctx.memory
+                start = len(missing.head)
+                llama_cpp.llama_memory_seq_cp(memory, 0, 1, start, start + len(missing.body))
+                state = (ctypes.c_uint8 * llama_cpp.llama_state_seq_get_size(ctx, 1))()
+                written = llama_cpp.llama_state_seq_get_data(ctx, state, len(state), 1)
+                llama_cpp.llama_memory_seq_rm(memory, 1, -1, -1)
+            if written:
+                self.passage_states.put(missing.key, PassageState(len(missing.body), bytes(state)[:written]))
+                done += 1
+        return done
+
     # ---- the forward passes ----------------------------------------------------------------
 
-    def _prefill(self, prompt: Prompt) -> tuple[list[int], np.ndarray]:
-        """Read the prompt after its fixed messages (restored from their saved state): its tokens, and the
-        next-token logits at its last position. Callers hold the lock."""
-        tokens = self._chat_tokens(prompt.messages, add_generation_prompt=True)
+    def _plan(self, prompt: Prompt) -> Plan:
+        plan = plan_prompt(prompt, self._render, self._tokenize, self.state_id, self.passage_states)
         answer_tokens = prompt.max_new_tokens or self.max_new_tokens
-        if len(tokens) + answer_tokens > CONTEXT_TOKENS:
+        if len(plan.tokens) + answer_tokens > CONTEXT_TOKENS:
             raise PromptTooLongError(
-                f"the prompt is {len(tokens)} tokens; with {answer_tokens} for the answer it does not fit "
+                f"the prompt is {len(plan.tokens)} tokens; with {answer_tokens} for the answer it does not fit "
                 f"in the llama.cpp context of {CONTEXT_TOKENS} (fewer passages or a shorter conversation would)"
             )
-        prefix = self._chat_tokens(prompt.messages[: prompt.fixed], add_generation_prompt=False)
-        llama = self._llama
-        llama.n_tokens = self._restore_prefix(prefix, tokens)
-        llama.eval(tokens[llama.n_tokens :])  # drops whatever the context held past the prefix first
-        return tokens, self._logits(1)[0]
+        return plan
 
-    def _restore_prefix(self, prefix: list[int], tokens: list[int]) -> int:
-        """Put the fixed messages' keys and values in the context; returns how many prompt tokens they are.
+    def _prefill(self, prompt: Prompt) -> tuple[list[int], np.ndarray]:
+        """Make the context hold the prompt (reading only what it does not hold yet): its tokens, and the
+        next-token logits at its last position. Callers hold the lock."""
+        plan = self._plan(prompt)
+        self._materialize(plan)
+        return plan.tokens, self._logits(1)[0]
+
+    def _materialize(self, plan: Plan) -> None:
+        """Keep what the context shares with the plan, then restore, place or read the rest, piece by piece.
+
+        The last token is always read again, for its logits; a state is placed whole, so a common prefix
+        ending inside one starts again at its first token. A state that cannot be read is read in place.
+        """
+        llama = self._llama
+        wanted = plan.identities()
+        keep = min(common_prefix(self._held, wanted), len(wanted) - 1)
+        if self.passage_states is None:
+            keep = min(keep, plan.fixed)  # without states a prompt is read whole after its fixed messages, as always
+        position = 0
+        for piece in plan.pieces:
+            if piece.state and position < keep < position + len(piece.tokens):
+                keep = position
+            position += len(piece.tokens)
+        if keep < plan.fixed:
+            keep = self._restore_prefix(plan.tokens[: plan.fixed])
+        llama.n_tokens = keep
+        llama._ctx.kv_cache_seq_rm(-1, keep, -1)
+        held = self._held[:keep]
+        position = 0
+        for piece in plan.pieces:
+            end = position + len(piece.tokens)
+            if end > keep:
+                if piece.state and self._place(piece):
+                    held += piece.identities()
+                else:
+                    tokens = piece.tokens[max(0, keep - position) :]
+                    llama.eval(tokens)
+                    held += tokens
+            position = end
+        self._held = held
+
+    def _place(self, piece: Piece) -> bool:
+        """Put a passage state's keys and values right after what the context holds: loaded into the scratch
+        sequence 1, shifted to its place (llama.cpp rotates the keys), then joined to sequence 0."""
+        import llama_cpp
+
+        assert self.passage_states is not None
+        state = self.passage_states.get(piece.state)
+        if state is None or state.tokens != len(piece.tokens):
+            return False
+        llama = self._llama
+        ctx, memory = llama._ctx.ctx, llama._ctx.memory
+        data = (ctypes.c_uint8 * len(state.data)).from_buffer_copy(state.data)
+        if llama_cpp.llama_state_seq_set_data(ctx, data, len(data), 1) == 0:
+            llama_cpp.llama_memory_seq_rm(memory, 1, -1, -1)
+            return False
+        shift = llama.n_tokens - llama_cpp.llama_memory_seq_pos_min(memory, 1)
+        if shift:
+            llama_cpp.llama_memory_seq_add(memory, 1, -1, -1, shift)
+        llama_cpp.llama_memory_seq_cp(memory, 1, 0, -1, -1)
+        llama_cpp.llama_memory_seq_rm(memory, 1, -1, -1)
+        start = llama.n_tokens
+        llama.input_ids[start : start + len(piece.tokens)] = piece.tokens
+        llama.n_tokens = start + len(piece.tokens)
+        return True
+
+    def _restore_prefix(self, prefix: list[int]) -> int:
+        """Put the fixed messages' keys and values in an empty context; returns how many tokens they are.
 
         Only the sequence's own state is saved (llama_state_seq_*: its keys and values, ~4 MB for the
         system prompt); Llama.save_state would also copy a logits row per token (~80 MB).
@@ -149,24 +279,24 @@ class LlamaCppEngine(GenerationEngine):
         import llama_cpp
 
         llama = self._llama
-        if len(prefix) >= len(tokens) or tokens[: len(prefix)] != prefix:
+        llama._ctx.kv_cache_clear()
+        llama.n_tokens = 0
+        self._held = []
+        if not prefix:
             return 0
-        if llama.n_tokens >= len(prefix) and llama.input_ids[: len(prefix)].tolist() == prefix:
-            return len(prefix)  # still in the context from the last prompt
         key = tuple(prefix)
         ctx = llama._ctx.ctx
         if key in self._prefix_states:
             state = self._prefix_states[key]
-            llama._ctx.kv_cache_clear()
             if llama_cpp.llama_state_seq_set_data(ctx, state, len(state), 0) == 0:
                 raise RuntimeError("llama.cpp refused the saved state of the fixed messages")
             llama.input_ids[: len(prefix)] = prefix
         else:
-            llama.n_tokens = 0
             llama.eval(prefix)
             state = (ctypes.c_uint8 * llama_cpp.llama_state_seq_get_size(ctx, 0))()
             llama_cpp.llama_state_seq_get_data(ctx, state, len(state), 0)
             self._prefix_states[key] = state
+        self._held = list(prefix)
         return len(prefix)
 
     def _step(self, tokens: list[int]) -> list[int]:
@@ -183,6 +313,7 @@ class LlamaCppEngine(GenerationEngine):
         accepted = accepted_drafts(drafts, predicted, self._stops)
         llama.n_tokens = start + 1 + accepted
         llama._ctx.kv_cache_seq_rm(-1, llama.n_tokens, -1)  # drop the rejected drafts
+        self._held = self._held[:start] + batch[: accepted + 1]
         return predicted[: accepted + 1]
 
     def _logits(self, rows: int) -> np.ndarray:
@@ -192,8 +323,13 @@ class LlamaCppEngine(GenerationEngine):
 
     # ---- text and tokens -------------------------------------------------------------------
 
+    def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt)
+
     def _chat_tokens(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> list[int]:
-        text = self._template.render(messages=messages, add_generation_prompt=add_generation_prompt)
+        return self._tokenize(self._render(messages, add_generation_prompt))
+
+    def _tokenize(self, text: str) -> list[int]:
         return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def _text(self, tokens: list[int]) -> str:

@@ -173,6 +173,7 @@ class AnswerService:
                 return results
             with self._exclusive() if self._uploads_wait_for_the_model else self._upload_lock:
                 report = self.assistant.index(list(saved), replace=False)
+            self.assistant.store_passage_states_later()
         except (IndexWriteError, Busy):
             _discard(new)
             raise

@@ -31,6 +31,7 @@ from rag.settings import Settings
 from rag.types import Answer, Sources
 
 WHOLE = "whole passages"
+STATES = "passage states"
 
 
 def staged(assistant: Assistant, question: str) -> tuple[dict[str, float], Answer]:
@@ -51,14 +52,20 @@ def staged(assistant: Assistant, question: str) -> tuple[dict[str, float], Answe
 
 
 def measure_end_to_end(settings_json: str, engines: list[str], reps: int, whole_passages: bool) -> dict[str, Any]:
-    """Interleaved LeCun answers per engine (and, for the chosen one, with whole passages); JSON for a fresh
-    process. Also says which engine `auto` picks here."""
+    """Interleaved LeCun answers per engine (and, for the chosen one, with whole passages), and with passage
+    states for each engine that keeps them (every state made first, as `rag index` makes them); JSON for a
+    fresh process. Also says which engine `auto` picks here."""
     settings = Settings.model_validate_json(settings_json)
     auto = engine_choice(settings).engine
     assistants = {e: Assistant(settings.model_copy(update={"generator_engine": e})) for e in engines}
+    for engine in engines:
+        stateful = Assistant(settings.model_copy(update={"generator_engine": engine, "passage_states": True}))
+        if stateful.generator.passage_states is not None:
+            stateful.store_passage_states()
+            assistants[f"{engine}, {STATES}"] = stateful
     for assistant in assistants.values():
         assistant.warm_up()
-    variants = [(engine, engine, None) for engine in engines]
+    variants = [(name, name, None) for name in assistants]
     if whole_passages and auto in assistants:
         variants.append((f"{auto}, {WHOLE}", auto, 0))
     runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in variants}
@@ -131,8 +138,10 @@ def end_to_end(report: Report, settings: Settings, reps: int, emulate: bool) -> 
         f"`rag ask {LECUN!r}` through the one Assistant pipeline (retrieval, excerpts, generation, citation checks, "
         f"the answer check), model loaded once, {reps} interleaved runs per engine after a warm-up round, on "
         f"{native['cpu']}. `auto` (shipped) picks **{native['auto']}** here. `{native['auto']}, {WHOLE}` sends the "
-        f"chunks as retrieved instead of excerpts of at most `excerpt_chars={settings.excerpt_chars}`. Peak RSS is a "
-        "real `python app.py` with that engine after answering over HTTP.",
+        f"chunks as retrieved instead of excerpts of at most `excerpt_chars={settings.excerpt_chars}`; `{STATES}` "
+        "reads each passage's keys and values from its state (whole chunks) and only the passages' number-and-title "
+        "lines and the question in place. Peak RSS is a real `python app.py` with that engine after answering "
+        "over HTTP.",
         "",
     )
     _tables(report, native, rss)

@@ -1,0 +1,143 @@
+"""What a local engine's context must hold for a prompt, piece by piece, and how much of it it holds already.
+
+A prompt is planned as pieces of tokens: the fixed messages, text read in place, and passages whose
+keys and values can come from their passage state (rag.generation.passage_states). Each token gets an
+identity: its id when it is read in place, or its state's key and index when its keys and values come
+from a state. Two contexts whose identities agree up to a position hold the same keys and values up to
+there (a token read in place depends only on what precedes it, a state's only on itself and where it
+is placed), so an engine keeps the longest common prefix and reads or places only the rest. That is
+what lets a check ask its yes/no question after the answer already in the context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rag.generation.passage_states import PassageStateStore, state_key
+from rag.types import Prompt
+
+Render = Callable[[list[dict[str, str]], bool], str]  # (messages, add_generation_prompt) -> the chat template's text
+Tokenize = Callable[[str], list[int]]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Tokens the context holds in a row; `state` is the key of the passage state they come from, "" if read."""
+
+    tokens: list[int]
+    state: str = ""
+
+    def identities(self) -> list[Any]:
+        return [(self.state, i) for i in range(len(self.tokens))] if self.state else list(self.tokens)
+
+
+@dataclass(frozen=True)
+class MissingState:
+    """A passage of the prompt without a state: its key, and the head and body its state is computed from."""
+
+    key: str
+    head: list[int]
+    body: list[int]
+
+
+@dataclass
+class Plan:
+    """A prompt as pieces; the first `fixed` tokens are its fixed messages (an engine keeps their state in memory)."""
+
+    pieces: list[Piece]
+    fixed: int
+    missing: list[MissingState] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> list[int]:
+        return [t for piece in self.pieces for t in piece.tokens]
+
+    def identities(self) -> list[Any]:
+        return [i for piece in self.pieces for i in piece.identities()]
+
+
+def plan_prompt(
+    prompt: Prompt, render: Render, tokenize: Tokenize, engine_id: str, states: PassageStateStore | None
+) -> Plan:
+    """The prompt's pieces: with a state store, each passage's body is a state piece where its state exists.
+
+    Without one, or when a passage cannot be found verbatim in the rendered text, the prompt is read
+    whole (as one piece after the fixed messages), exactly as without passage states.
+    """
+    messages = prompt.messages
+    full = render(messages, True)
+    prefix_text = render(messages[: prompt.fixed], False)
+    if not full.startswith(prefix_text):
+        prefix_text = ""
+    prefix = tokenize(prefix_text) if prefix_text else []
+    whole = Plan([Piece(prefix), Piece(tokenize(full[len(prefix_text) :]))], len(prefix))
+    if states is None or not prompt.passages:
+        return whole
+    spans = _locate(full, len(prefix_text), [s.lead + s.body for s in prompt.passages])
+    head_extra = _head_extra(prompt, render, prefix_text)
+    if spans is None or head_extra is None:
+        return whole
+    head = prefix + tokenize(head_extra)
+    pieces = [Piece(prefix), Piece(tokenize(full[len(prefix_text) : spans[0]]))]
+    missing = []
+    for segment in prompt.passages:
+        pieces.append(Piece(tokenize(segment.lead)))
+        body = tokenize(segment.body)
+        after = head + tokenize(segment.context)
+        key = state_key(engine_id, after, body)
+        if states.has(key):
+            pieces.append(Piece(body, key))
+        else:
+            pieces.append(Piece(body))
+            missing.append(MissingState(key, after, body))
+    last = prompt.passages[-1]
+    pieces.append(Piece(tokenize(full[spans[-1] + len(last.lead) + len(last.body) :])))
+    return Plan([p for p in pieces if p.tokens], len(prefix), missing)
+
+
+def state_plan(missing: MissingState, fixed: int) -> Plan:
+    """What the context holds while a passage state is computed: the head (with the passage's context), then its
+    body read after it."""
+    return Plan([Piece(missing.head[:fixed]), Piece(missing.head[fixed:]), Piece(missing.body)], fixed)
+
+
+def common_prefix(held: Sequence[Any], wanted: Sequence[Any]) -> int:
+    """How many leading identities two contexts share."""
+    n = 0
+    for a, b in zip(held, wanted, strict=False):
+        if a != b:
+            break
+        n += 1
+    return n
+
+
+def _locate(full: str, start: int, segments: list[str]) -> list[int] | None:
+    """Where each segment starts, in order and back to back; None if they are not there as one run."""
+    first = full.find(segments[0], start)
+    if first < 0:
+        return None
+    spans, position = [], first
+    for segment in segments:
+        if not full.startswith(segment, position):
+            return None
+        spans.append(position)
+        position += len(segment)
+    return spans
+
+
+def _head_extra(prompt: Prompt, render: Render, prefix_text: str) -> str | None:
+    """The text between the fixed messages and the first passage when the passages' message follows them directly.
+
+    Every passage state is computed after this head, whatever conversation precedes the passages in a
+    given prompt: the head is the same for every question, so one state serves them all.
+    """
+    first = prompt.passages[0].lead + prompt.passages[0].body
+    message = next((m for m in prompt.messages[prompt.fixed :] if first in m["content"]), None)
+    if message is None:
+        return None
+    text = render([*prompt.messages[: prompt.fixed], message], False)
+    if not text.startswith(prefix_text):
+        return None
+    return text[len(prefix_text) : text.index(first)]
