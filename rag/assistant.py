@@ -249,12 +249,13 @@ class Assistant:
             return
 
         long_answer = self.settings.long_answer_tokens if kind != "fact" else None
-        prompt = build_prompt(question, passages, turns, self.settings.answer_style, kind, long_answer)
+        excerpts = self.trimmer.trim(retrieval_queries(question, turns)[0], passages)
+        style = self.settings.answer_style
+        prompt = build_prompt(question, excerpts, turns, style, kind, long_answer, whole=passages)
         lacking = self._lacking_states(prompt)
-        if lacking is not None:  # read as without passage states: excerpts, the prompt whole
-            passages = self.trimmer.trim(retrieval_queries(question, turns)[0], passages)
-            prompt = build_prompt(question, passages, turns, self.settings.answer_style, kind, long_answer)
+        if lacking is not None:  # read whole, as without passage states
             prompt = dataclasses.replace(prompt, passages=())
+        passages = excerpts
         yield Sources(passages, kind)
         pieces: list[str] = []
         stream = self.generator.stream(prompt, cancel)
@@ -283,12 +284,11 @@ class Assistant:
         yield Answer(question, verified.text, verified.citations, timings, passages, kind=kind)
 
     def _lacking_states(self, prompt: Prompt) -> Prompt | None:
-        """None when the engine has the state of every passage of the prompt (they are then read whole, from their
-        states); else the prompt whose passages' states are to be made.
+        """None when the engine has the state of every passage of the prompt (the excerpts are then placed from
+        them); else the prompt whose passages' states are to be made.
 
-        A question is read from states only when all of its passages have one: reading any passage whole in
-        place would make it slower than reading excerpts, and its answer would depend on which states
-        happened to be made first.
+        A question is read from states only when all of its passages have one, so that its answer does
+        not depend on which states happened to be made first.
         """
         if self.generator.passage_states is None or not prompt.passages:
             return prompt

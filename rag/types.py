@@ -73,15 +73,21 @@ class Passage:
 class PassageSegment:
     """One numbered passage as a prompt writes it: `lead + body`, verbatim and in order in one message.
 
-    The `body` is the same text whichever question retrieves the passage, so an engine may compute its
-    keys and values once (rag.generation.passage_states), after the prompt's head and `context` (the
-    lead it would have as the first passage); the `lead` ("[2] Title") depends on where the passage
-    stands in the prompt and is read in place every time.
+    The passage's whole text (`source`, or `body` itself when it is whole) is the same whichever question
+    retrieves it, so an engine may compute its keys and values once (rag.generation.passage_states),
+    right after the prompt's head; `body` is that text or an excerpt of it starting at `offset`, and an
+    engine places only the excerpt's part of the state. The `lead` ("[2] Title") depends on where the
+    passage stands in the prompt and is read in place every time.
     """
 
     lead: str
     body: str
-    context: str = ""
+    source: str = ""
+    offset: int = 0
+
+    @property
+    def whole(self) -> str:
+        return self.source or self.body
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from rag.answering.citations import MARKER
 from rag.lexical import is_yes_no_question
@@ -171,8 +172,13 @@ def build_prompt(
     style: AnswerStyle = "sentence",
     kind: QuestionKind = "fact",
     max_new_tokens: int | None = None,
+    whole: Sequence[Passage] = (),
 ) -> Prompt:
-    """The system prompt and worked examples (fixed), the conversation so far, then passages and question."""
+    """The system prompt and worked examples (fixed), the conversation so far, then passages and question.
+
+    `whole` are the passages as retrieved when `passages` are excerpts of them (in the same order): an
+    engine that keeps passage states keeps the whole passages' and places the excerpts' part.
+    """
     messages = [{"role": "system", "content": SYSTEM_PROMPTS[style]}]
     for example_question, example_answer in EXAMPLES[style]:
         examples = passage_segments(_EXAMPLE_PASSAGES)
@@ -183,6 +189,8 @@ def build_prompt(
         messages.append({"role": "user", "content": turn.question})
         messages.append({"role": "assistant", "content": strip_markers(turn.answer)})
     segments = passage_segments([(p.title, p.chunk.text) for p in passages])
+    if whole:
+        segments = [_excerpt_of(s, p, w) for s, p, w in zip(segments, passages, whole, strict=True)]
     messages.append({"role": "user", "content": _question_prompt(segments, question, style, kind)})
     return Prompt(messages, fixed, max_new_tokens, tuple(segments))
 
@@ -191,23 +199,31 @@ def passage_segments(passages: Sequence[tuple[str, str]]) -> list[PassageSegment
     """Each passage (title, text) as it is numbered in the prompt: "[2] Title" read in place, then its text.
 
     The text is the same wherever the passage is ranked, so its keys and values can be kept
-    (rag.generation.passage_states), computed after the lead it would have as passage [1]; the lead is
-    read in place, where it sees the passages before it: re-reading the number alone left the model
-    unsure which passage said what (citations one off, facts lost), the number and title kept them.
-    Each passage ends with the blank line that separates it from what follows.
+    (rag.generation.passage_states); the lead is read in place, where it sees the passages before it.
+    Re-reading the number alone left the model unsure which passage said what (the LeCun answer cited
+    the wrong article), the number and title kept them; computing a text's state after its "[1] title"
+    line instead of right after the head lost more on the seeds gate (citation precision 82% vs 90%).
+    The blank line between passages opens the next one's lead.
     """
     return [
-        PassageSegment(f"[{i}] {title}\n", f"{text}\n\n", f"[1] {title}\n")
+        PassageSegment(("\n\n" if i > 1 else "") + f"[{i}] {title}\n", text)
         for i, (title, text) in enumerate(passages, start=1)
     ]
+
+
+def _excerpt_of(segment: PassageSegment, excerpt: Passage, passage: Passage) -> PassageSegment:
+    if excerpt.chunk.text == passage.chunk.text:
+        return segment
+    offset = excerpt.chunk.start - passage.chunk.start
+    return replace(segment, source=passage.chunk.text, offset=offset)
 
 
 def _question_prompt(
     segments: Sequence[PassageSegment], question: str, style: AnswerStyle, kind: QuestionKind = "fact"
 ) -> str:
     """The numbered passages, the question, and the reminder of the form."""
-    numbered = "".join(s.lead + s.body for s in segments) or "\n\n"
+    numbered = "".join(s.lead + s.body for s in segments)
     reminder = ANSWER_REMINDERS[style]
     if style == "sentence":
         reminder = YES_NO_REMINDER if is_yes_no_question(question) else KIND_REMINDERS.get(kind, reminder)
-    return f"Passages:\n\n{numbered}Question: {question}\n{reminder}"
+    return f"Passages:\n\n{numbered}\n\nQuestion: {question}\n{reminder}"

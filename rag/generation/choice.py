@@ -92,11 +92,12 @@ def calibration_prompt(run: int = 0) -> Prompt:
     """
     shown = _PASSAGES[run % len(_PASSAGES) :] + _PASSAGES[: run % len(_PASSAGES)]
     segments = tuple(
-        PassageSegment(f"[{i}] {title}\n", f"{text}\n\n", f"[1] {title}\n")
+        PassageSegment(("\n\n" if i > 1 else "") + f"[{i}] {title}\n", text)
         for i, (title, text) in enumerate(shown, start=1)
     )
     numbered = "".join(s.lead + s.body for s in segments)
-    question = f"Passages:\n\n{numbered}Question: {_QUESTIONS[run % len(_QUESTIONS)]}\nAnswer in full sentences."
+    asked = _QUESTIONS[run % len(_QUESTIONS)]
+    question = f"Passages:\n\n{numbered}\n\nQuestion: {asked}\nAnswer in full sentences."
     return Prompt([{"role": "system", "content": _SYSTEM}, {"role": "user", "content": question}], passages=segments)
 
 
@@ -156,6 +157,7 @@ def build_engine(name: str, settings: Settings, max_new_tokens: int | None = Non
             settings.generator_quantization,
             lookup_tokens(name, settings),
             fast_dtype(settings.generator_dtype),
+            passage_state_store(settings),
         )
     if name == "openai":
         from rag.generation.openai_compatible import OpenAIEngine

@@ -16,21 +16,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rag.generation.passage_states import PassageStateStore, state_key
-from rag.types import Prompt
+from rag.types import PassageSegment, Prompt
 
 Render = Callable[[list[dict[str, str]], bool], str]  # (messages, add_generation_prompt) -> the chat template's text
 Tokenize = Callable[[str], list[int]]
+TokenBytes = Callable[[int], bytes]  # one token's text, as UTF-8 bytes
 
 
 @dataclass(frozen=True)
 class Piece:
-    """Tokens the context holds in a row; `state` is the key of the passage state they come from, "" if read."""
+    """Tokens the context holds in a row; `state` is the key of the passage state they come from, "" if read.
+
+    A state piece may be part of its state: `first` is the index of its first token there and `of` the
+    state's length (an excerpt of a passage places only the excerpt's tokens).
+    """
 
     tokens: list[int]
     state: str = ""
+    first: int = 0
+    of: int = 0
 
     def identities(self) -> list[Any]:
-        return [(self.state, i) for i in range(len(self.tokens))] if self.state else list(self.tokens)
+        if not self.state:
+            return list(self.tokens)
+        return [(self.state, self.first + i) for i in range(len(self.tokens))]
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,12 @@ class Plan:
 
 
 def plan_prompt(
-    prompt: Prompt, render: Render, tokenize: Tokenize, engine_id: str, states: PassageStateStore | None
+    prompt: Prompt,
+    render: Render,
+    tokenize: Tokenize,
+    token_bytes: TokenBytes,
+    engine_id: str,
+    states: PassageStateStore | None,
 ) -> Plan:
     """The prompt's pieces: with a state store, each passage's body is a state piece where its state exists.
 
@@ -84,23 +98,40 @@ def plan_prompt(
     missing = []
     for segment in prompt.passages:
         pieces.append(Piece(tokenize(segment.lead)))
-        body = tokenize(segment.body)
-        after = head + tokenize(segment.context)
-        key = state_key(engine_id, after, body)
-        if states.has(key):
-            pieces.append(Piece(body, key))
+        whole = tokenize(segment.whole)
+        key = state_key(engine_id, head, whole)
+        span = _excerpt_span(segment, whole, token_bytes) if segment.source else (0, len(whole))
+        if span is not None and states.has(key):
+            pieces.append(Piece(whole[span[0] : span[1]], key, span[0], len(whole)))
         else:
-            pieces.append(Piece(body))
-            missing.append(MissingState(key, after, body))
+            pieces.append(Piece(tokenize(segment.body)))
+            if span is not None:
+                missing.append(MissingState(key, head, whole))
     last = prompt.passages[-1]
     pieces.append(Piece(tokenize(full[spans[-1] + len(last.lead) + len(last.body) :])))
     return Plan([p for p in pieces if p.tokens], len(prefix), missing)
 
 
 def state_plan(missing: MissingState, fixed: int) -> Plan:
-    """What the context holds while a passage state is computed: the head (with the passage's context), then its
-    body read after it."""
+    """What the context holds while a passage state is computed: the head, then the passage's body read after it."""
     return Plan([Piece(missing.head[:fixed]), Piece(missing.head[fixed:]), Piece(missing.body)], fixed)
+
+
+def _excerpt_span(segment: PassageSegment, whole: list[int], token_bytes: TokenBytes) -> tuple[int, int] | None:
+    """The tokens of the whole passage that cover its excerpt (from the one holding its first character to the one
+    holding its last); None when the tokens do not spell the text (then the excerpt is read in place)."""
+    start = len(segment.source[: segment.offset].encode())
+    end = start + len(segment.body.encode())
+    ends = []
+    position = 0
+    for token in whole:
+        position += len(token_bytes(token))
+        ends.append(position)
+    if position != len(segment.source.encode()):
+        return None
+    first = next(i for i, e in enumerate(ends) if e > start)
+    last = next(i for i, e in enumerate(ends) if e >= end)
+    return first, last + 1
 
 
 def common_prefix(held: Sequence[Any], wanted: Sequence[Any]) -> int:

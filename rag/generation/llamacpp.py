@@ -195,7 +195,7 @@ class LlamaCppEngine(GenerationEngine):
     # ---- the forward passes ----------------------------------------------------------------
 
     def _plan(self, prompt: Prompt) -> Plan:
-        plan = plan_prompt(prompt, self._render, self._tokenize, self.state_id, self.passage_states)
+        plan = plan_prompt(prompt, self._render, self._tokenize, self._token_bytes, self.state_id, self.passage_states)
         answer_tokens = prompt.max_new_tokens or self.max_new_tokens
         if len(plan.tokens) + answer_tokens > CONTEXT_TOKENS:
             raise PromptTooLongError(
@@ -246,13 +246,14 @@ class LlamaCppEngine(GenerationEngine):
         self._held = held
 
     def _place(self, piece: Piece) -> bool:
-        """Put a passage state's keys and values right after what the context holds: loaded into the scratch
-        sequence 1, shifted to its place (llama.cpp rotates the keys), then joined to sequence 0."""
+        """Put a passage state's keys and values (the piece's part of them) right after what the context holds:
+        loaded into the scratch sequence 1, cut to the piece, shifted to its place (llama.cpp rotates the keys),
+        then joined to sequence 0."""
         import llama_cpp
 
         assert self.passage_states is not None
         state = self.passage_states.get(piece.state)
-        if state is None or state.tokens != len(piece.tokens):
+        if state is None or state.tokens != piece.of:
             return False
         llama = self._llama
         ctx, memory = llama._ctx.ctx, llama._ctx.memory
@@ -260,14 +261,17 @@ class LlamaCppEngine(GenerationEngine):
         if llama_cpp.llama_state_seq_set_data(ctx, data, len(data), 1) == 0:
             llama_cpp.llama_memory_seq_rm(memory, 1, -1, -1)
             return False
-        shift = llama.n_tokens - llama_cpp.llama_memory_seq_pos_min(memory, 1)
-        if shift:
-            llama_cpp.llama_memory_seq_add(memory, 1, -1, -1, shift)
+        start = llama_cpp.llama_memory_seq_pos_min(memory, 1) + piece.first
+        end = start + len(piece.tokens)
+        llama_cpp.llama_memory_seq_rm(memory, 1, -1, start)  # an excerpt: the text around it goes
+        llama_cpp.llama_memory_seq_rm(memory, 1, end, -1)
+        if llama.n_tokens != start:
+            llama_cpp.llama_memory_seq_add(memory, 1, -1, -1, llama.n_tokens - start)
         llama_cpp.llama_memory_seq_cp(memory, 1, 0, -1, -1)
         llama_cpp.llama_memory_seq_rm(memory, 1, -1, -1)
-        start = llama.n_tokens
-        llama.input_ids[start : start + len(piece.tokens)] = piece.tokens
-        llama.n_tokens = start + len(piece.tokens)
+        position = llama.n_tokens
+        llama.input_ids[position : position + len(piece.tokens)] = piece.tokens
+        llama.n_tokens = position + len(piece.tokens)
         return True
 
     def _restore_prefix(self, prefix: list[int]) -> int:
@@ -331,6 +335,9 @@ class LlamaCppEngine(GenerationEngine):
 
     def _tokenize(self, text: str) -> list[int]:
         return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def _token_bytes(self, token: int) -> bytes:
+        return self._llama.detokenize([token])
 
     def _text(self, tokens: list[int]) -> str:
         return self._llama.detokenize(tokens).decode("utf-8", errors="replace")

@@ -221,8 +221,9 @@ def prepared_assistant(settings: Settings) -> Assistant:
         else:
             for error in report.errors:
                 print(f"rag: skipped {error}", file=sys.stderr)
-    assistant.store_passage_states(progress=True)  # a small collection's, once; a large one's come as it is asked
-    assistant.start_state_worker()
+    if settings.passage_states:
+        assistant.store_passage_states(progress=True)  # a small collection's, once; a large one's as it is asked
+        assistant.start_state_worker()
     assistant.warm_up()
     return assistant
 
