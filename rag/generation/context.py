@@ -66,6 +66,24 @@ class Plan:
     def identities(self) -> list[Any]:
         return [i for piece in self.pieces for i in piece.identities()]
 
+    def reusable(self, held: Sequence[Any], beyond_fixed: bool) -> int:
+        """How many leading tokens of a context holding `held` this plan can keep.
+
+        The last token is always read again, for its logits; a state is placed whole, so a common prefix
+        ending inside one starts again at its first token; without `beyond_fixed` (an engine without
+        passage states) at most the fixed messages are kept, so a prompt is read whole after them.
+        """
+        wanted = self.identities()
+        keep = min(common_prefix(held, wanted), len(wanted) - 1)
+        if not beyond_fixed:
+            keep = min(keep, self.fixed)
+        position = 0
+        for piece in self.pieces:
+            if piece.state and position < keep < position + len(piece.tokens):
+                return position
+            position += len(piece.tokens)
+        return keep
+
 
 def plan_prompt(
     prompt: Prompt,

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from rag.generation.base import GenerationEngine
-from rag.generation.context import Piece, Plan, common_prefix, plan_prompt, state_plan
+from rag.generation.context import Piece, Plan, plan_prompt, state_plan
 from rag.generation.greedy import accepted_drafts, prompt_lookup, stream_greedy
 from rag.generation.passage_states import PassageState, PassageStateStore
 from rag.models import ModelError, generator_gguf
@@ -212,21 +212,10 @@ class LlamaCppEngine(GenerationEngine):
         return plan.tokens, self._logits(1)[0]
 
     def _materialize(self, plan: Plan) -> None:
-        """Keep what the context shares with the plan, then restore, place or read the rest, piece by piece.
-
-        The last token is always read again, for its logits; a state is placed whole, so a common prefix
-        ending inside one starts again at its first token. A state that cannot be read is read in place.
-        """
+        """Keep what the context shares with the plan (`Plan.reusable`), then restore, place or read the rest,
+        piece by piece; a state that cannot be read is read in place."""
         llama = self._llama
-        wanted = plan.identities()
-        keep = min(common_prefix(self._held, wanted), len(wanted) - 1)
-        if self.passage_states is None:
-            keep = min(keep, plan.fixed)  # without states a prompt is read whole after its fixed messages, as always
-        position = 0
-        for piece in plan.pieces:
-            if piece.state and position < keep < position + len(piece.tokens):
-                keep = position
-            position += len(piece.tokens)
+        keep = plan.reusable(self._held, beyond_fixed=self.passage_states is not None)
         if keep < plan.fixed:
             keep = self._restore_prefix(plan.tokens[: plan.fixed])
         llama.n_tokens = keep

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rag.generation.base import GenerationEngine
-from rag.generation.context import Piece, Plan, common_prefix, plan_prompt, state_plan
+from rag.generation.context import Piece, Plan, plan_prompt, state_plan
 from rag.generation.greedy import accepted_drafts, prompt_lookup, stream_greedy
 from rag.generation.passage_states import PassageState, PassageStateStore
 from rag.generation.transformers.prepare import generator_model_dir
@@ -186,30 +186,19 @@ class TransformersEngine(GenerationEngine):
         return plan.tokens, self._materialize(plan)
 
     def _materialize(self, plan: Plan) -> Any:
-        """Keep what the context shares with the plan, then restore, place or read the rest; the last logits.
-
-        As in the llama.cpp engine: the last token is always read again, a state is placed whole (or its
-        excerpt), and without passage states a prompt is read whole after its fixed messages.
-        """
+        """Keep what the context shares with the plan (`Plan.reusable`), then restore, place or read the rest;
+        the last logits."""
         import torch
 
         _, model = self._loaded
-        wanted = plan.identities()
-        keep = min(common_prefix(self._held, wanted), len(wanted) - 1)
-        if self.passage_states is None:
-            keep = min(keep, plan.fixed)
-        position = 0
-        for piece in plan.pieces:
-            if piece.state and position < keep < position + len(piece.tokens):
-                keep = position
-            position += len(piece.tokens)
+        keep = plan.reusable(self._held, beyond_fixed=self.passage_states is not None)
         if keep < plan.fixed or self._cache is None:
             cache, keep = self._prefix_cache(model, plan.tokens[: plan.fixed]), plan.fixed
         else:
             cache = self._cache
             if cache.get_seq_length() > keep:
                 cache.crop(keep - cache.get_seq_length())
-        held = list(wanted[:keep])
+        held = plan.identities()[:keep]
         logits = None
         position = 0
         for piece in plan.pieces:
