@@ -154,9 +154,9 @@ def test_passage_states_answer_the_lecun_question_and_read_only_the_question(ass
     answer = stateful.ask(question)
     assert any(key in answer.answer.lower() for key in LECUN_PROPOSAL), answer.answer
     _assert_cites_paris(answer, stateful)
-    for citation in answer.citations:  # whole chunks (their states), not excerpts cut for the question
+    for citation in answer.citations:  # an excerpt placed from its whole chunk's state lies inside that chunk
         chunks = stateful.chunker.split(stateful.store.document(citation.doc_id))
-        assert (citation.start, citation.end) in {(c.start, c.end) for c in chunks}
+        assert any(c.start <= citation.start and citation.end <= c.end for c in chunks), citation
 
 
 @pytest.mark.parametrize("question", ["What did Macron announce?", "Why did Meta sell PyTorch to Google?"])
