@@ -343,12 +343,16 @@ class Assistant:
         """One or two checked sentences per document the question names (or all of them), from kept summaries."""
         documents, retrieved = self._summary_documents(question, turns)
         timings.retrieve_ms = elapsed()
-        if retrieved is not None:  # no document named: the summary is of what a search finds, if anything
-            refused = self._refused_before_generation(question, retrieved, turns, "summary", timings, elapsed)
-            if refused:
-                yield from refused
-                return
         passages = [self._document_passage(d) for d in documents]
+        # The same steps as before a fact's answer: a summary of what a search finds, if anything, and never one
+        # about someone or something the documents it would summarise do not name ("Summarize what Satya Nadella
+        # said about open-source AI" matches the open-source articles by title, but none of them names him).
+        refused = self._refused_before_generation(
+            question, passages if retrieved is None else retrieved, turns, "summary", timings, elapsed
+        )
+        if refused:
+            yield from refused
+            return
         yield Sources(passages, "summary")
         count = len(documents)
         sentences = 1 if _ONE_SENTENCE.search(question) else 2

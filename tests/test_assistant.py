@@ -210,6 +210,16 @@ def test_a_summary_of_something_the_documents_lack_abstains(assistant: Assistant
     assert answer.kind == "summary" and answer.abstained and not answer.citations
 
 
+@pytest.mark.parametrize("request_words", ["Summarize what", "Give an overview of what"])
+def test_a_summary_about_someone_no_document_names_abstains(assistant: Assistant, request_words: str) -> None:
+    """The articles match "open-source AI" by title, but none names the person: refused before any writing."""
+    answer = assistant.ask(f"{request_words} Satya Nadella said about open-source AI.")
+    assert answer.kind == "summary" and answer.abstained and answer.abstained_by == "names missing", answer
+    assert "Satya" in answer.answer and not answer.citations
+    named = assistant.ask("Summarize what Zuckerberg said about open-source AI.")
+    assert named.kind == "summary" and named.abstained_by != "names missing"
+
+
 def _sources(assistant: Assistant, question: str) -> list:
     events = assistant.ask_stream(question)
     first = next(events)
