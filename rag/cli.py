@@ -15,11 +15,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from pydantic import ValidationError
+
 from rag.assistant import Assistant, IndexReport, QuestionError
 from rag.evaluation.question_set import EvalSetError
 from rag.evaluation.squad import load_squad, run_squad
 from rag.models import ModelError
-from rag.settings import Settings
+from rag.settings import Settings, settings_error
 from rag.store.base import IndexStoreError
 from rag.types import Answer, AnswerStyle, Turn
 
@@ -30,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {"generator_model": getattr(args, "model", None), "store": getattr(args, "store", None)}
         settings = Settings(**{k: v for k, v in overrides.items() if v})
         return args.run(Assistant(settings), args)
+    except ValidationError as exc:
+        print(f"rag: error: {settings_error(exc)}", file=sys.stderr)
+        return 2
     except (QuestionError, EvalSetError, ModelError, IndexStoreError, FileNotFoundError, ValueError) as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(
         default=None, description="postgresql://user:password@host:port/dbname (a libpq URL); for store = postgres."
     )
+    database_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Bound on connecting to the database and on each read of a question (statement_timeout); "
+        "past it the caller gets a 503 naming the database.",
+    )
     hnsw_ef_search: int = Field(
         default=400,
         ge=1,
@@ -109,6 +115,15 @@ class Settings(BaseSettings):
     engine_model: str = Field(default="qwen2.5-coder-1.5b", description="The model name the server knows.")
     engine_api_key: SecretStr | None = Field(
         default=None, description="Sent as a Bearer token, if the server wants one."
+    )
+    engine_connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="Bound on connecting to the model server (openai engine)."
+    )
+    engine_read_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Bound on the model server's first token and on the wait between two tokens (openai engine); "
+        "a hung server gives the caller a 503 within it and frees its generation slot.",
     )
     max_concurrent_generations: int = Field(
         default=4,
@@ -291,6 +306,25 @@ class Settings(BaseSettings):
             raise ValueError('generator_engine = "openai" needs engine_url (RAG_ENGINE_URL=http://host:port/v1)')
         if self.store == "postgres" and self.database_url is None:
             raise ValueError('store = "postgres" needs database_url (RAG_DATABASE_URL=postgresql://...)')
+        if self.database_url is not None and any(c in self.database_url.get_secret_value() for c in "\r\n"):
+            raise ValueError("database_url has a line break in it (a stray line pasted with it?); give one URL")
+        if self.engine_url is not None:
+            parts = urlsplit(self.engine_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in self.engine_url):
+                raise ValueError(
+                    f"engine_url must be an http(s) URL such as http://127.0.0.1:8080/v1, not {self.engine_url!r}"
+                )
+
+
+def settings_error(exc: ValidationError) -> str:
+    """A settings error in one line, naming each setting and what is wrong, never echoing the values given
+    (a database_url or an API key would end up in a terminal or a log)."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"setting {where}: {message}" if where else message)
+    return "; ".join(parts)
 
 
 @lru_cache(maxsize=1)

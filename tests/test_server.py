@@ -108,7 +108,10 @@ def _events(response: httpx.Response) -> Iterator[tuple[str, dict]]:
 
 
 def test_health_and_documents(client: httpx.Client) -> None:
-    assert client.get("/healthz").json() == {"status": "ok", "documents": 4, "waiting": 0}
+    assert client.get("/healthz").json() == {"status": "ok", "waiting": 0}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.json()
+    assert ready.json()["store"]["status"] == ready.json()["engine"]["status"] == "up"
     documents = client.get("/api/documents").json()
     assert len(documents) == 4
     assert set(documents[0]) == {"doc_id", "title", "source", "chunks", "chars"}

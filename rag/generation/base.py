@@ -41,6 +41,11 @@ class GenerationEngine(ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` by this model's tokenizer, e.g. to turn a streamed answer's time into tokens/s."""
 
+    def ping(self) -> None:
+        """Raise `DependencyUnavailable` if the engine cannot answer now (`/readyz`); an engine in this process
+        always can once loaded."""
+        return None
+
     def missing_passage_states(self, prompt: Prompt) -> int:
         """How many of the prompt's passages would be read in full for want of a state (0 without states)."""
         return 0

@@ -164,7 +164,14 @@ def build_engine(name: str, settings: Settings, max_new_tokens: int | None = Non
 
         assert settings.engine_url is not None  # Settings refuses openai without one
         key = settings.engine_api_key.get_secret_value() if settings.engine_api_key else None
-        return OpenAIEngine(settings.engine_url, settings.engine_model, key, new_tokens)
+        return OpenAIEngine(
+            settings.engine_url,
+            settings.engine_model,
+            key,
+            new_tokens,
+            settings.engine_connect_timeout_s,
+            settings.engine_read_timeout_s,
+        )
     raise ValueError(f"unknown generation engine {name!r}; choose from {', '.join((*ENGINES, 'openai'))}")
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import httpx
 import openai
 
+from rag.dependencies import ModelServerUnavailable
 from rag.generation.base import GenerationEngine
 from rag.models import ModelError
 from rag.types import Prompt
@@ -31,6 +32,7 @@ TOP_LOGPROBS = 20
 # The log-odds a one-token "yes" or "no" reply stands for, where the server gives no logprobs: beyond the
 # margins the checks compare against, so the verdict counts, without pretending to a measured confidence.
 REPLY_LOG_ODDS = 8.0
+PING_TIMEOUT_S = 1.5  # /readyz: a server that cannot list its models this fast is not answering questions
 CHARS_PER_TOKEN = 4  # for servers without a tokenize endpoint: only tokens/s figures use the count
 
 
@@ -45,29 +47,41 @@ class OpenAIEngine(GenerationEngine):
         model: str,
         api_key: str | None,
         max_new_tokens: int,
-        timeout_s: float = 120.0,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 60.0,
     ) -> None:
         self.url = url.rstrip("/")
         self.model = model
         self.max_new_tokens = max_new_tokens
-        self.timeout_s = timeout_s
+        # read: the wait for the first token and between two tokens; a hung server fails within it
+        self.timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         self._api_key = api_key
         self.yes_no_method: Literal["logprobs", "reply"] | None = None  # found on the first yes/no question
         self._server_counts = True  # until the server shows it has no tokenize endpoint
 
     @cached_property
     def _client(self) -> openai.OpenAI:
-        # the local servers need no key, but the client insists on one
-        return openai.OpenAI(base_url=self.url, api_key=self._api_key or "none", timeout=self.timeout_s, max_retries=1)
+        # The local servers need no key, but the client insists on one. No retries: a retry would double the
+        # bound a caller waits on a hung server, and the caller's own retry (after Retry-After) is the better one.
+        return openai.OpenAI(base_url=self.url, api_key=self._api_key or "none", timeout=self.timeout, max_retries=0)
 
     def load(self) -> None:
         """Fail at start, with the address, if the server is down or does not serve `model`."""
         try:
             served = [m.id for m in self._client.models.list()]
         except openai.APIError as exc:
-            raise ModelError(f"the model server at {self.url} did not answer ({exc}); is it running?") from exc
+            raise ModelError(
+                f"the model server at {self.url} did not answer ({exc}); is it running? (setting engine_url)"
+            ) from exc
         if served and self.model not in served:
             raise ModelError(f"the model server at {self.url} serves {', '.join(served)}, not {self.model!r}")
+
+    def ping(self) -> None:
+        """The server lists its models within `PING_TIMEOUT_S`, or it is reported down."""
+        try:
+            self._client.with_options(timeout=PING_TIMEOUT_S).models.list()
+        except openai.APIError as exc:
+            raise ModelServerUnavailable(f"the model server at {self.url} does not answer ({exc})") from exc
 
     def stream(self, prompt: Prompt, cancel: threading.Event | None = None) -> Iterator[str]:
         with self._completion(prompt, prompt.max_new_tokens or self.max_new_tokens, stream=True) as reply:
@@ -78,15 +92,15 @@ class OpenAIEngine(GenerationEngine):
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
             except (openai.APIError, httpx.HTTPError) as exc:
-                raise ModelError(f"the model server at {self.url} broke off the answer ({exc})") from exc
+                raise ModelServerUnavailable(f"the model server at {self.url} broke off the answer ({exc})") from exc
 
     def yes_log_odds(self, prompt: Prompt) -> float:
         text = None
         if self.yes_no_method != "reply":
             try:
                 reply = self._completion(prompt, 1, logprobs=True, top_logprobs=TOP_LOGPROBS)
-            except ModelError:
-                if self.yes_no_method == "logprobs":
+            except ModelServerUnavailable as exc:
+                if self.yes_no_method == "logprobs" or not exc.refused:
                     raise
                 reply = None  # refused outright, as llama-cpp-python's server without logits_all does
             odds = _log_odds(reply) if reply is not None else None
@@ -131,10 +145,16 @@ class OpenAIEngine(GenerationEngine):
                 temperature=0.0,
                 **options,
             )
+        except openai.APITimeoutError as exc:
+            raise ModelServerUnavailable(
+                f"the model server at {self.url} did not answer within {self.timeout.read:g} s"
+            ) from exc
         except openai.APIConnectionError as exc:
-            raise ModelError(f"the model server at {self.url} is unreachable ({exc})") from exc
+            raise ModelServerUnavailable(f"the model server at {self.url} is unreachable ({exc})") from exc
         except openai.APIStatusError as exc:
-            raise ModelError(f"the model server at {self.url} refused the request: {exc.message}") from exc
+            raise ModelServerUnavailable(
+                f"the model server at {self.url} refused the request: {exc.message}", refused=True
+            ) from exc
 
 
 def _log_odds(reply: Any) -> float | None:

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
+from rag.dependencies import RETRY_AFTER_S, DependencyUnavailable
 from rag.serving.access import api_key_check, check_admin
 from rag.serving.schemas import (
     GUARDED,
@@ -34,7 +35,7 @@ from rag.serving.schemas import (
 )
 from rag.serving.service import BUSY_RETRY_AFTER_S, AnswerService, Busy, Upload
 from rag.serving.streaming import cancel_on_disconnect, run_in_thread
-from rag.serving.telemetry import note_answer
+from rag.serving.telemetry import current_request_id, note_answer
 from rag.settings import Settings
 from rag.types import Answer, AnswerEvent, Document, Sources, Turn
 
@@ -180,10 +181,19 @@ async def _sse(events: AsyncIterator[AnswerEvent]) -> AsyncIterator[str]:
             elif event:
                 yield _sse_event("token", {"text": event})
     except Busy as exc:  # waited max_queue_wait_s: the stream's 503, with its Retry-After
-        yield _sse_event("error", {"detail": str(exc), "status": 503, "retry_after": BUSY_RETRY_AFTER_S})
+        yield _sse_event("error", _stream_error(str(exc), 503, BUSY_RETRY_AFTER_S))
+    except DependencyUnavailable as exc:  # the database or the model server is down: the same 503
+        logger.warning("answer failed: %s", exc)
+        yield _sse_event("error", _stream_error(str(exc), 503, RETRY_AFTER_S))
     except Exception as exc:  # the 200 header is sent: the failure can only be told in the stream
         logger.exception("answer failed")
-        yield _sse_event("error", {"detail": str(exc) or type(exc).__name__})
+        yield _sse_event("error", _stream_error(str(exc) or type(exc).__name__, 500))
+
+
+def _stream_error(detail: str, status: int, retry_after: int | None = None) -> dict[str, Any]:
+    """The stream's error event: what a JSON error response would have said, with its status."""
+    event: dict[str, Any] = {"detail": detail, "status": status, "request_id": current_request_id()}
+    return event | ({"retry_after": retry_after} if retry_after is not None else {})
 
 
 def _sse_event(name: str, data: dict[str, Any]) -> str:

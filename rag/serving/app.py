@@ -33,11 +33,13 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from rag.assistant import Assistant, QuestionError
+from rag.dependencies import RETRY_AFTER_S, DependencyUnavailable
 from rag.generation.llamacpp import PromptTooLongError
 from rag.models import ModelError
 from rag.serving.access import AuthFailureLimit, BodyLimit, OriginCheck, RequireApiKey, SecurityHeaders, ui_auth
@@ -51,7 +53,7 @@ from rag.serving.schemas import NOT_BLANK, describe_api
 from rag.serving.service import BUSY_RETRY_AFTER_S, AnswerService, Busy
 from rag.serving.telemetry import REQUEST_ID_HEADER, RequestTelemetry, configure_logging
 from rag.serving.ui import CSS, JS, STATIC, THEME, build_ui
-from rag.settings import Settings, get_settings
+from rag.settings import Settings, get_settings, settings_error
 from rag.store.base import IndexLockedError, IndexStoreError, IndexWriteError
 
 logger = logging.getLogger(__name__)
@@ -95,7 +97,7 @@ def create_app(assistant: Assistant) -> FastAPI:
     )
     app.add_middleware(AuthFailureLimit, max_failures=settings.max_auth_failures)
     app.add_middleware(RequestTelemetry, metrics=service.metrics)
-    _add_error_handlers(app)
+    _add_error_handlers(app, service)
     describe_api(app, settings)
     app.include_router(api_router(service, settings))
     app.include_router(openai_router(service, settings))
@@ -143,9 +145,10 @@ class MethodNotAllowed:
 # ---- errors --------------------------------------------------------------------------------------
 
 
-def _add_error_handlers(app: FastAPI) -> None:
-    """Every refusal is a 4xx (or 503 when busy) with a message a person can act on and the request id
-    (`rag.serving.errors`); request validation is a 400 under /v1, as OpenAI answers it, a 422 elsewhere."""
+def _add_error_handlers(app: FastAPI, service: AnswerService) -> None:
+    """Every refusal is a 4xx (or 503 when busy or when the database or model server is down) with a message a
+    person can act on and the request id (`rag.serving.errors`); request validation is a 400 under /v1, as
+    OpenAI answers it, a 422 elsewhere."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -174,6 +177,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PromptTooLongError)
     async def prompt_too_long(request: Request, exc: PromptTooLongError) -> JSONResponse:
         return error_response(request.url.path, 400 if is_openai_path(request.url.path) else 422, str(exc))
+
+    @app.exception_handler(DependencyUnavailable)
+    async def dependency_down(request: Request, exc: DependencyUnavailable) -> JSONResponse:
+        service.readiness.failed(exc)
+        return error_response(request.url.path, 503, str(exc), {"Retry-After": str(RETRY_AFTER_S)})
 
     @app.exception_handler(IndexStoreError)
     async def index_unusable(request: Request, exc: IndexStoreError) -> JSONResponse:
@@ -258,7 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     _fewer_malloc_arenas()
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(f"rag: error: {settings_error(exc)}", file=sys.stderr)
+        return 2
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = settings.model_copy(update=overrides)
     if args.workers > 1:

@@ -20,6 +20,7 @@ from mcp_types import Resource
 from pydantic import BaseModel, Field
 
 from rag.assistant import QuestionError
+from rag.dependencies import RETRY_AFTER_S, DependencyUnavailable
 from rag.serving.schemas import CitationOut, TimingsOut
 from rag.serving.service import AnswerService, Busy
 from rag.serving.streaming import run_in_thread
@@ -89,9 +90,12 @@ def build_mcp_server(service: AnswerService) -> MCPServer:
         except (QuestionError, Busy) as exc:
             raise ToolError(str(exc)) from None
         answer = None
-        async for event in run_in_thread(events, cancel):  # a cancelled call closes this: the generation stops
-            if isinstance(event, Answer):
-                answer = event
+        try:
+            async for event in run_in_thread(events, cancel):  # a cancelled call closes this: the generation stops
+                if isinstance(event, Answer):
+                    answer = event
+        except DependencyUnavailable as exc:  # the tool's error, naming the part, as HTTP's 503 does
+            raise ToolError(f"unavailable, retry in {RETRY_AFTER_S} s: {exc}") from None
         if answer is None:
             raise ToolError("the answer was cancelled")
         return AskResult(
@@ -110,6 +114,9 @@ def build_mcp_server(service: AnswerService) -> MCPServer:
             passages = await asyncio.to_thread(service.search, query, k)
         except QuestionError as exc:
             raise ToolError(str(exc)) from None
+        except DependencyUnavailable as exc:
+            service.readiness.failed(exc)
+            raise ToolError(f"unavailable, retry in {RETRY_AFTER_S} s: {exc}") from None
         return [
             PassageOut(
                 doc_id=p.chunk.doc_id,

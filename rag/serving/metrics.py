@@ -66,6 +66,18 @@ class Metrics:
         self.index_documents = Gauge("rag_index_documents", "Documents in the index", registry=r)
         self.index_chunks = Gauge("rag_index_chunks", "Chunks in the index", registry=r)
         self.ingest_errors = Counter("rag_ingest_errors", "Uploaded files refused, by kind", ["kind"], registry=r)
+        self.dependency_errors = Counter(
+            "rag_dependency_errors",
+            "Questions and uploads failed (503) because a part was down, by part: database or model server",
+            ["part"],
+            registry=r,
+        )
+        self.dependency_up = Gauge(
+            "rag_dependency_up",
+            "1 while a part answers (store, engine), as /readyz or a question last found it",
+            ["part"],
+            registry=r,
+        )
         for outcome in ("answered", "abstained", "cancelled", "failed"):
             self.answers.labels(outcome)  # present at 0 from the start, so rates work on the first answer
 

@@ -27,6 +27,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
+from rag.dependencies import DependencyUnavailable
 from rag.serving.access import api_key_check
 from rag.serving.schemas import (
     GUARDED,
@@ -180,8 +181,13 @@ async def _chunks(events: AsyncIterator[AnswerEvent], completion_id: str) -> Asy
                 draft.append(event)
                 yield chunk({"content": event})
     except Exception as exc:  # the 200 header is sent: the failure can only be told in the stream
-        logger.exception("answer failed")
-        error = {"message": str(exc) or type(exc).__name__, "type": "server_error", "param": None, "code": None}
+        down = isinstance(exc, DependencyUnavailable)  # the database or model server: a 503 in OpenAI's shape
+        if down:
+            logger.warning("answer failed: %s", exc)
+        else:
+            logger.exception("answer failed")
+        code = "service_unavailable" if down else None
+        error = {"message": str(exc) or type(exc).__name__, "type": "server_error", "param": None, "code": code}
         yield f"data: {json.dumps({'error': error | {'request_id': current_request_id()}})}\n\n"
         return
     yield "data: [DONE]\n\n"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
+from rag.dependencies import RETRY_AFTER_S
 from rag.serving.access import strict_csp
 from rag.serving.api import indexed_document
 from rag.serving.render import document_page
@@ -25,7 +27,18 @@ def pages_router(service: AnswerService, settings: Settings) -> APIRouter:
 
     @router.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "documents": len(service.assistant.documents()), "waiting": service.waiting}
+        """Liveness: the process answers. It reads no dependency, so it is cheap and never fails with one."""
+        return {"status": "ok", "waiting": service.waiting}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Readiness: 200 while the store and the engine answer, 503 (with each part's state) while one does not."""
+        parts = await asyncio.to_thread(service.readiness.check)
+        ready = all(p.up for p in parts.values())
+        body = {"status": "ready" if ready else "unavailable", "waiting": service.waiting}
+        body |= {part: health.to_dict() for part, health in parts.items()}
+        headers = {} if ready else {"Retry-After": str(RETRY_AFTER_S)}
+        return JSONResponse(body, 200 if ready else 503, headers=headers)
 
     @router.get("/widget.js")
     async def widget_js() -> FileResponse:

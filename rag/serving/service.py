@@ -12,19 +12,22 @@ behind each other.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import rag.disk as disk
 from rag.assistant import Assistant, IndexReport
+from rag.dependencies import DependencyUnavailable
 from rag.serving.metrics import Metrics
+from rag.serving.readiness import Readiness
 from rag.store.base import IndexWriteError
 from rag.types import Answer, AnswerEvent, Passage, Turn
 
@@ -61,6 +64,7 @@ class AnswerService:
         self.upload_dir = assistant.settings.upload_dir
         self.metrics = Metrics()
         self.metrics.watch(lambda: self._waiting, self._document_count, self._chunk_count)
+        self.readiness = Readiness(assistant.store, assistant.generator, self.metrics)
         settings = assistant.settings
         remote = settings.generator_engine == "openai"
         # a semaphore, not a lock: Gradio may resume a generator (and release its turn) on another thread
@@ -113,8 +117,10 @@ class AnswerService:
                             tokens = self.assistant.generator.count_tokens("".join(pieces)) if pieces else 0
                             self.metrics.answered(event, tokens, last - first)
                         yield event
-        except Exception:
+        except Exception as exc:
             outcome = "failed"
+            if isinstance(exc, DependencyUnavailable):
+                self.readiness.failed(exc)
             raise
         finally:
             cancel.set()  # a client that stopped reading stops the generation
@@ -174,6 +180,10 @@ class AnswerService:
             with self._exclusive() if self._uploads_wait_for_the_model else self._upload_lock:
                 report = self.assistant.index(list(saved), replace=False)
             self.assistant.store_passage_states_later()
+        except DependencyUnavailable as exc:  # refused with a 503: nothing of the batch is kept
+            _discard(new)
+            self.readiness.failed(exc)
+            raise
         except (IndexWriteError, Busy):
             _discard(new)
             raise
@@ -203,11 +213,18 @@ class AnswerService:
             for d in self.assistant.documents()
         ]
 
-    def _document_count(self) -> int:
-        return len(self.assistant.store.chunk_counts()) if self.assistant.store.is_built() else 0
+    def _document_count(self) -> float:
+        return self._index_count(lambda counts: len(counts))
 
-    def _chunk_count(self) -> int:
-        return sum(self.assistant.store.chunk_counts().values()) if self.assistant.store.is_built() else 0
+    def _chunk_count(self) -> float:
+        return self._index_count(lambda counts: sum(counts.values()))
+
+    def _index_count(self, count: Callable[[dict[str, int]], int]) -> float:
+        """For /metrics: NaN while the store is down, so the scrape still shows what is (the part being down)."""
+        try:
+            return count(self.assistant.store.chunk_counts()) if self.assistant.store.is_built() else 0
+        except DependencyUnavailable:
+            return math.nan
 
 
 def safe_filename(name: str) -> str:

@@ -29,6 +29,7 @@ def create_store(settings: Settings, embedder: Embedder) -> IndexStore:
             settings.bm25_k1,
             settings.bm25_b,
             settings.hnsw_ef_search,
+            timeout_s=settings.database_timeout_s,
         )
     from rag.store.local import LocalStore
 

@@ -138,6 +138,10 @@ def check_compatible(
 class IndexStore(ABC):
     """Documents, their chunks and vectors, kept in step by `sync` and searched by `search`."""
 
+    def ping(self) -> None:
+        """Raise `DependencyUnavailable` if the store cannot be read now (`/readyz`); files on this machine can."""
+        return None
+
     @abstractmethod
     def is_built(self) -> bool:
         """Whether an index exists to answer from (it may still be empty)."""

@@ -31,6 +31,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from tqdm import tqdm
 
+from rag.dependencies import DatabaseUnavailable
 from rag.embedding.embedder import Embedder
 from rag.store.base import (
     Candidates,
@@ -141,8 +142,10 @@ class PostgresStore(IndexStore):
         hnsw_ef_search: int = 400,
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 64,
+        timeout_s: float = 10.0,
     ) -> None:
         self.database_url = database_url
+        self.timeout_s = timeout_s
         self.embedder = embedder
         self.k1 = bm25_k1
         self.b = bm25_b
@@ -155,24 +158,38 @@ class PostgresStore(IndexStore):
     # ---- connections ---------------------------------------------------------------------
 
     def _connection(self) -> psycopg.Connection:
+        """This thread's connection; a broken one (the database restarted) is replaced, so a replica recovers
+        on the first request after the database is back."""
         conn: psycopg.Connection | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:
             try:
-                conn = psycopg.connect(self.database_url, autocommit=True)
+                conn = psycopg.connect(
+                    self.database_url, autocommit=True, connect_timeout=max(2, round(self.timeout_s))
+                )
             except psycopg.OperationalError as exc:
-                raise IndexStoreError(f"cannot reach the database ({exc}); check database_url") from exc
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            register_vector(conn)
+                raise DatabaseUnavailable(
+                    f"cannot reach the database ({_first_line(exc)}); check database_url"
+                ) from exc
+            except psycopg.Error as exc:  # a malformed URL: no retry will help
+                raise IndexStoreError(f"database_url is not a usable PostgreSQL URL: {_first_line(exc)}") from exc
+            with _unavailable_as_503():
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                register_vector(conn)
             self._local.conn = conn
         return conn
 
     @contextmanager
     def _reading(self) -> Iterator[psycopg.Cursor]:
-        """One consistent snapshot of the database for everything read inside."""
+        """One consistent snapshot of the database for everything read inside, within `timeout_s`."""
         conn = self._connection()
-        with conn.transaction(), conn.cursor() as cur:
+        with _unavailable_as_503(), conn.transaction(), conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur.execute(f"SET LOCAL statement_timeout = {int(self.timeout_s * 1000)}")
             yield cur
+
+    def ping(self) -> None:
+        with self._reading() as cur:
+            cur.execute("SELECT 1")
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -413,7 +430,7 @@ class PostgresStore(IndexStore):
         """A transaction holding the writer lock, with the tables made (or remade for a new dimension)."""
         conn = self._connection()
         try:
-            with conn.transaction(), conn.cursor() as cur:
+            with _unavailable_as_503(), conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (WRITER_LOCK,))
                 if not cur.fetchone()[0]:
                     raise IndexLockedError("another process is updating the database index; wait for it to finish")
@@ -528,3 +545,21 @@ def _no_candidates(queries: int) -> Candidates:
         np.zeros((0, queries), dtype=np.float32),
         np.zeros(queries, dtype=np.float32),
     )
+
+
+@contextmanager
+def _unavailable_as_503() -> Iterator[None]:
+    """A connection lost, refused or timed out inside: `DatabaseUnavailable`, which callers answer with 503.
+
+    The transaction it happened in is rolled back by the server; the broken connection is replaced on next use.
+    """
+    try:
+        yield
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        if isinstance(exc, psycopg.errors.DiskFull):
+            raise
+        raise DatabaseUnavailable(f"the database did not answer ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

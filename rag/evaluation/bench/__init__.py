@@ -17,7 +17,7 @@ from pathlib import Path
 from rag.assistant import Assistant
 from rag.evaluation.bench.embedding import embedding
 from rag.evaluation.bench.end_to_end import end_to_end
-from rag.evaluation.bench.generation import generation
+from rag.evaluation.bench.generation import GENERATION_QUESTIONS, generation
 from rag.evaluation.bench.integrations import integrations
 from rag.evaluation.bench.machine import machine
 from rag.evaluation.bench.model_server import model_server
@@ -44,6 +44,7 @@ def run_bench(
     vector_only_sizes: tuple[int, ...] = VECTOR_ONLY_SIZES,
     addition_sizes: tuple[int, ...] = ADDITION_SIZES,
     load_seconds: float = LOAD_SECONDS,
+    generation_questions: tuple[str, ...] = GENERATION_QUESTIONS,
 ) -> str:
     """Run the chosen sections on the seeds corpus (indexed into a temporary folder) and return the Markdown.
 
@@ -67,7 +68,7 @@ def run_bench(
         settings = settings.model_copy(update={"index_dir": Path(tmp) / "index"})
         Assistant(settings).index()
         if "generation" in sections:
-            generation(report, settings, reps, measured)
+            generation(report, settings, reps, measured, generation_questions)
         if "embedding" in sections:
             embedding(report, settings, reps, emulate)
         if "model-server" in sections:

@@ -139,7 +139,7 @@ def end_to_end(report: Report, settings: Settings, reps: int, emulate: bool) -> 
         f"the answer check), model loaded once, {reps} interleaved runs per engine after a warm-up round, on "
         f"{native['cpu']}. `auto` (shipped) picks **{native['auto']}** here. `{native['auto']}, {WHOLE}` sends the "
         f"chunks as retrieved instead of excerpts of at most `excerpt_chars={settings.excerpt_chars}`; `{STATES}` "
-        "reads each passage's keys and values from its state (whole chunks) and only the passages' number-and-title "
+        "places each excerpt's keys and values from its chunk's state and reads only the passages' number-and-title "
         "lines and the question in place. Peak RSS is a real `python app.py` with that engine after answering "
         "over HTTP.",
         "",

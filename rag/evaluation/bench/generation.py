@@ -234,8 +234,10 @@ def peak_rss_gib(settings_json: str, name: str) -> float:
     return high_water_rss_gib()
 
 
-def generation(report: Report, settings: Settings, reps: int, machine: Machine) -> None:
-    native = measure_generation(settings.model_dump_json(), list(NATIVE), list(GENERATION_QUESTIONS), reps)
+def generation(
+    report: Report, settings: Settings, reps: int, machine: Machine, questions: tuple[str, ...] = GENERATION_QUESTIONS
+) -> None:
+    native = measure_generation(settings.model_dump_json(), list(NATIVE), list(questions), reps)
     rss = {
         name: in_fresh_process("rag.evaluation.bench.generation:peak_rss_gib", settings.model_dump_json(), name)
         for name in native["runs"]
@@ -245,8 +247,8 @@ def generation(report: Report, settings: Settings, reps: int, machine: Machine) 
         "## Generation",
         "",
         f"Model `{settings.generator_model}`, greedy, up to {settings.max_new_tokens} new tokens, on the Assistant's "
-        f"own prompts (top-{settings.top_k} seeds passages cut to excerpts) for {len(GENERATION_QUESTIONS)} "
-        f"questions: {', '.join(map(repr, GENERATION_QUESTIONS))}; prompt tokens {native['prompt_tokens']}. "
+        f"own prompts (top-{settings.top_k} seeds passages cut to excerpts) for {len(questions)} "
+        f"questions: {', '.join(map(repr, questions))}; prompt tokens {native['prompt_tokens']}. "
         f"{reps} interleaved rounds after one warm-up round, on {cpu_info().describe()}. `{BASELINE.name}` is plain "
         "transformers `generate` with a TextIteratorStreamer; `transformers` is our engine as shipped (int4 decode, "
         f"prompt read in {fast_dtype(settings.generator_dtype)}, cached system prompt, prompt lookup "
