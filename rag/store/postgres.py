@@ -17,7 +17,10 @@ a term has fewer postings than that, as on the seeds and SQuAD (docs/BENCHMARKS-
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import sys
 import threading
 from collections import Counter
@@ -53,6 +56,7 @@ from rag.types import Chunk, Document
 FORMAT_VERSION = 1
 # pg_try_advisory_xact_lock key: "rag" in ASCII, the same for every writer of the database
 WRITER_LOCK = 0x726167
+FROZEN_GRACE_S = 2.0  # past statement_timeout, how long a read waits on a server that answers nothing
 COPY_BATCH = 2000  # rows per COPY round while writing, with a progress bar per batch
 # BM25 top-k without reading every posting of a common term: each query term's postings with the highest
 # impact (its BM25 weight in the chunk, as of writing) are the pool, scored exactly; at least this many
@@ -182,10 +186,18 @@ class PostgresStore(IndexStore):
     def _reading(self) -> Iterator[psycopg.Cursor]:
         """One consistent snapshot of the database for everything read inside, within `timeout_s`."""
         conn = self._connection()
-        with _unavailable_as_503(), conn.transaction(), conn.cursor() as cur:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            cur.execute(f"SET LOCAL statement_timeout = {int(self.timeout_s * 1000)}")
-            yield cur
+        # statement_timeout is the server's own bound; a server that answers nothing at all (frozen, its host
+        # paused) is cut off from this side a little later, so that no question waits on it for ever
+        watchdog = threading.Timer(self.timeout_s + FROZEN_GRACE_S, _cut_off, (conn,))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            with _unavailable_as_503(), conn.transaction(), conn.cursor() as cur:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cur.execute(f"SET LOCAL statement_timeout = {int(self.timeout_s * 1000)}")
+                yield cur
+        finally:
+            watchdog.cancel()
 
     def ping(self) -> None:
         with self._reading() as cur:
@@ -563,3 +575,10 @@ def _unavailable_as_503() -> Iterator[None]:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _cut_off(conn: psycopg.Connection) -> None:
+    """Shut the connection's socket down under a read blocked on it: the read fails (and the connection is
+    broken, so it is replaced) instead of waiting for a server that does not answer."""
+    with contextlib.suppress(OSError, psycopg.Error), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
