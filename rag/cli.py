@@ -130,6 +130,11 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument("--clients", type=int, default=4, help="concurrent clients (default: 4)")
     soak.add_argument("--model", help="generator the server loads (default: the configured one)")
     soak.add_argument("--output", help="also write the Markdown report to this file")
+    soak.add_argument(
+        "--faults",
+        action="store_true",
+        help="against a team replica of its own (PostgreSQL, a model server), killing and freezing each in turn",
+    )
     soak.set_defaults(run=_soak)
 
     bench = commands.add_parser("bench", help="measure every stage side by side; writes docs/BENCHMARKS.md")
@@ -235,10 +240,15 @@ def _mcp(assistant: Assistant, args: argparse.Namespace) -> int:
 
 def _soak(assistant: Assistant, args: argparse.Namespace) -> int:
     from rag.cpu import cpu_info
+    from rag.evaluation.faults import fault_report, fault_soak
     from rag.evaluation.soak import report, soak
 
-    result = soak(assistant.settings, args.minutes, args.clients)
-    text = report(result, assistant.settings, cpu_info().describe())
+    if args.faults:
+        faulty = fault_soak(assistant.settings, args.minutes, args.clients)
+        result, text = faulty, fault_report(faulty, assistant.settings, cpu_info().describe())
+    else:
+        result = soak(assistant.settings, args.minutes, args.clients)
+        text = report(result, assistant.settings, cpu_info().describe())
     print(text)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")

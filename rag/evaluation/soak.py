@@ -135,17 +135,29 @@ def _client(
 
 
 def _act(
-    client: httpx.Client, action: str, rng: random.Random, history: list[dict[str, str]], admin: str
+    client: httpx.Client,
+    action: str,
+    rng: random.Random,
+    history: list[dict[str, str]],
+    admin: str,
+    uploaded: list[str] | None = None,
 ) -> tuple[str, int, str]:
-    """One request: its route label, status and a note (what went wrong, if anything)."""
+    """One request: its route label, status and a note (what went wrong, if anything).
+
+    With `uploaded`, each upload has a name of its own, added there once acknowledged (to be found later);
+    without, every upload replaces the one memo, so the index does not grow over a long soak.
+    """
     try:
         if action == "documents":
             return "GET /api/documents", client.get("/api/documents").status_code, ""
         if action == "upload":
             text = f"Memo {rng.random()}\n\nThe canteen serves fish on day {rng.randint(1, 31)}."
+            name = "memo.txt" if uploaded is None else f"memo-{secrets.token_hex(6)}.txt"
             reply = client.post(
-                "/api/documents", files={"files": ("memo.txt", text.encode())}, headers={"X-Admin-Token": admin}
+                "/api/documents", files={"files": (name, text.encode())}, headers={"X-Admin-Token": admin}
             )
+            if reply.status_code == 200 and uploaded is not None:
+                uploaded.append(name)
             return "POST /api/documents", reply.status_code, _retry_after(reply)
         question = rng.choice(FOLLOW_UPS) if action == "follow_up" and history else rng.choice(QUESTIONS)
         body = {"question": question, "history": history[-2:] if action == "follow_up" else []}
