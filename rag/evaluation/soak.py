@@ -20,6 +20,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +52,7 @@ MAX_MINUTES, MAX_CLIENTS = 240, 64
 RSS_NOISE = 0.10  # growth of resident memory over the last two thirds that counts as a leak: 10% and 100 MB
 RSS_NOISE_MB = 100
 FD_NOISE = 16
+RETRY_PAUSE_S = 0.5  # a client's pause after a 503 (shorter than Retry-After, to keep the load up)
 
 
 @dataclass
@@ -77,51 +80,83 @@ def soak(settings: Settings, minutes: float, clients: int, seed: int = 0) -> Soa
         raise ValueError(f"--minutes must be in (0, {MAX_MINUTES}] and --clients in [1, {MAX_CLIENTS}]")
     result = SoakResult(minutes, clients)
     admin = secrets.token_hex(8)
-    with tempfile.TemporaryDirectory(prefix="rag-soak-") as tmp:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "HF_HUB_OFFLINE": "1",
-            "RAG_HOST": "127.0.0.1",
-            "RAG_PORT": str(port),
-            "RAG_INDEX_DIR": str(Path(tmp) / "index"),
-            "RAG_DEFAULT_CORPUS": str(settings.default_corpus),
-            "RAG_GENERATOR_MODEL": settings.generator_model,
-            "RAG_ADMIN_TOKEN": admin,
-        }
-        log = Path(tmp) / "server.log"
-        with open(log, "wb") as out:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "rag.serving.app"], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        try:
-            _wait_until_up(url, server, log)
-            _warm_up(url)
-            result.start = _resources(server.pid)
-            deadline = time.monotonic() + minutes * 60
-            lock = threading.Lock()
-            threads = [
-                threading.Thread(target=_client, args=(url, admin, deadline, random.Random(seed + i), result, lock))
-                for i in range(clients)
-            ]
-            for thread in threads:
-                thread.start()
-            time.sleep(minutes * 60 / 3)
-            result.settled = _resources(server.pid)
-            for thread in threads:
-                thread.join()
-            result.left_running = _settled(url)
-            result.end = _resources(server.pid)
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+    with (
+        tempfile.TemporaryDirectory(prefix="rag-soak-") as tmp,
+        soak_server(settings, Path(tmp), admin) as (url, server),
+    ):
+        _warm_up(url)
+        result.start = _resources(server.pid)
+        deadline = time.monotonic() + minutes * 60
+        threads = start_clients(url, admin, clients, seed, deadline, result)
+        time.sleep(minutes * 60 / 3)
+        result.settled = _resources(server.pid)
+        for thread in threads:
+            thread.join()
+        result.left_running = _settled(url)
+        result.end = _resources(server.pid)
     result.problems = _problems(result)
     return result
 
 
+@contextmanager
+def soak_server(
+    settings: Settings, folder: Path, admin: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real `python -m rag.serving.app` on a free loopback port, indexing into `folder`; `env` adds settings."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server_env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "RAG_HOST": "127.0.0.1",
+        "RAG_PORT": str(port),
+        "RAG_INDEX_DIR": str(folder / "index"),
+        "RAG_DEFAULT_CORPUS": str(settings.default_corpus),
+        "RAG_GENERATOR_MODEL": settings.generator_model,
+        "RAG_ADMIN_TOKEN": admin,
+        **(env or {}),
+    }
+    log = folder / "server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "rag.serving.app"], env=server_env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until_up(f"{url}/healthz", server, log)
+        yield url, server
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def start_clients(
+    url: str,
+    admin: str,
+    clients: int,
+    seed: int,
+    deadline: float,
+    result: SoakResult,
+    uploaded: list[str] | None = None,
+) -> list[threading.Thread]:
+    """The soak's clients, each on a thread of its own until `deadline`, recording into `result`."""
+    lock = threading.Lock()
+    threads = [
+        threading.Thread(target=_client, args=(url, admin, deadline, random.Random(seed + i), result, lock, uploaded))
+        for i in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
 def _client(
-    url: str, admin: str, deadline: float, rng: random.Random, result: SoakResult, lock: threading.Lock
+    url: str,
+    admin: str,
+    deadline: float,
+    rng: random.Random,
+    result: SoakResult,
+    lock: threading.Lock,
+    uploaded: list[str] | None,
 ) -> None:
     history: list[dict[str, str]] = []
     names, weights = zip(*ACTIONS.items(), strict=True)
@@ -129,9 +164,11 @@ def _client(
         while time.monotonic() < deadline:
             action = rng.choices(names, weights)[0]
             started = time.perf_counter()
-            route, status, note = _act(client, action, rng, history, admin)
+            route, status, note = _act(client, action, rng, history, admin, uploaded)
             with lock:
                 result.records.append(Record(route, status, time.perf_counter() - started, note))
+            if status == 503:
+                time.sleep(RETRY_PAUSE_S)  # told to come back later: a client does not hammer the server
 
 
 def _act(
@@ -190,16 +227,17 @@ def _retry_after(reply: httpx.Response) -> str:
     return "503 without Retry-After" if reply.status_code == 503 and not reply.headers.get("retry-after") else ""
 
 
-def _wait_until_up(url: str, server: subprocess.Popen[bytes], log: Path, timeout_s: float = 900) -> None:
+def wait_until_up(ready_url: str, server: subprocess.Popen[bytes], log: Path, timeout_s: float = 900) -> None:
+    """Until `ready_url` answers 200; the end of the server's log in the error if it exits or takes too long."""
     deadline = time.monotonic() + timeout_s
     while True:
         if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the server did not start: {log.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(f"{log.stem} did not start: {log.read_text(errors='replace')[-2000:]}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+            if httpx.get(ready_url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
-            time.sleep(0.5)
+            time.sleep(0.2)
 
 
 def _warm_up(url: str) -> None:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from rag.dependencies import DatabaseUnavailable, DependencyUnavailable
+from rag.dependencies import DependencyUnavailable
 from rag.generation.base import GenerationEngine
 from rag.serving.metrics import Metrics
-from rag.store.base import IndexStore
+from rag.store.base import DatabaseUnavailable, IndexStore
 
 PROBE_TIMEOUT_S = 1.5  # /readyz answers within this, whatever a part does
 

@@ -14,12 +14,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rag.dependencies import DependencyUnavailable
 from rag.embedding.embedder import Embedder
 from rag.types import Chunk, Document
 
 
 class IndexStoreError(RuntimeError):
     """The index cannot be used as it is; the message says what to run."""
+
+
+class DatabaseUnavailable(DependencyUnavailable, IndexStoreError):
+    """PostgreSQL is unreachable, restarting, out of connections, or did not answer within its timeout."""
+
+    part = "database"
 
 
 class IndexMissingError(IndexStoreError):

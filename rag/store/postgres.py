@@ -34,10 +34,10 @@ import psycopg
 from pgvector.psycopg import register_vector
 from tqdm import tqdm
 
-from rag.dependencies import DatabaseUnavailable
 from rag.embedding.embedder import Embedder
 from rag.store.base import (
     Candidates,
+    DatabaseUnavailable,
     IndexLockedError,
     IndexMissingError,
     IndexStore,
