@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from rag.assistant import Assistant
 from rag.dependencies import DependencyUnavailable
-from rag.generation.base import GenerationEngine
 from rag.serving.metrics import Metrics
-from rag.store.base import DatabaseUnavailable, IndexStore
+from rag.store.base import DatabaseUnavailable
 
 PROBE_TIMEOUT_S = 1.5  # /readyz answers within this, whatever a part does
 
@@ -43,8 +43,9 @@ class PartHealth:
 
 
 class Readiness:
-    def __init__(self, store: IndexStore, engine: GenerationEngine, metrics: Metrics) -> None:
-        self._probes = {"store": store.ping, "engine": engine.ping}
+    def __init__(self, assistant: Assistant, metrics: Metrics) -> None:
+        # read when probed: the engine is made on first use (with `auto`, maybe after measuring), not here
+        self._probes = {"store": lambda: assistant.store.ping(), "engine": lambda: assistant.generator.ping()}
         # one thread per part: a probe stuck on a hung part is waited on again, never stacked up
         self._workers = {part: ThreadPoolExecutor(1, thread_name_prefix=f"readyz-{part}") for part in self._probes}
         self._running: dict[str, Future[None]] = {}

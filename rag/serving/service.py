@@ -64,7 +64,7 @@ class AnswerService:
         self.upload_dir = assistant.settings.upload_dir
         self.metrics = Metrics()
         self.metrics.watch(lambda: self._waiting, self._document_count, self._chunk_count)
-        self.readiness = Readiness(assistant.store, assistant.generator, self.metrics)
+        self.readiness = Readiness(assistant, self.metrics)
         settings = assistant.settings
         remote = settings.generator_engine == "openai"
         # a semaphore, not a lock: Gradio may resume a generator (and release its turn) on another thread
