@@ -15,7 +15,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import ClassVar
 
-from rag.generation.passage_states import PassageStateStore
+from rag.generation.context import MissingState, Plan
+from rag.generation.passage_states import PassageState, PassageStateStore
 from rag.types import Prompt
 
 
@@ -53,3 +54,46 @@ class GenerationEngine(ABC):
     def store_passage_states(self, prompt: Prompt, cancel: threading.Event | None = None) -> int:
         """Compute and keep the states the prompt's passages lack; how many were computed (0 without states)."""
         return 0
+
+
+class PassageStateEngine(GenerationEngine):
+    """An engine in this process that keeps passage states: what is shared by how it plans a prompt and makes
+    the states it lacks; each engine says how it plans (`_plan`) and how it reads one passage's state out of
+    its own cache (`_passage_state`)."""
+
+    _lock: threading.Lock  # one generation or passage reading at a time
+
+    @abstractmethod
+    def _plan(self, prompt: Prompt) -> Plan:
+        """The prompt as pieces: what the context may keep, place from a state, or must read."""
+
+    @abstractmethod
+    def _passage_state(self, missing: MissingState, fixed: int) -> PassageState | None:
+        """Read `missing`'s passage after its head and return its keys and values (None if the engine could
+        not take them out); the caller holds the lock."""
+
+    def missing_passage_states(self, prompt: Prompt) -> int:
+        with self._lock:
+            return len(self._plan(prompt).missing)
+
+    def store_passage_states(self, prompt: Prompt, cancel: threading.Event | None = None) -> int:
+        """Compute and keep the state of each of the prompt's passages that has none; how many were computed.
+
+        The lock is taken for one passage at a time, so a question waits for at most one passage's reading.
+        """
+        if self.passage_states is None:
+            return 0
+        with self._lock:
+            plan = self._plan(prompt)
+        done = 0
+        for missing in plan.missing:
+            if cancel is not None and cancel.is_set():
+                break
+            with self._lock:
+                if self.passage_states.has(missing.key):
+                    continue
+                state = self._passage_state(missing, plan.fixed)
+            if state is not None:
+                self.passage_states.put(missing.key, state)
+                done += 1
+        return done

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from rag.generation.base import GenerationEngine
-from rag.generation.context import Piece, Plan, plan_prompt, state_plan
+from rag.generation.base import PassageStateEngine
+from rag.generation.context import MissingState, Piece, Plan, plan_prompt, state_plan
 from rag.generation.greedy import accepted_drafts, prompt_lookup, stream_greedy
 from rag.generation.passage_states import PassageState, PassageStateStore
 from rag.models import ModelError, generator_gguf
@@ -47,7 +47,7 @@ class PromptTooLongError(ValueError):
     """The prompt and the answer would not fit in the engine's context."""
 
 
-class LlamaCppEngine(GenerationEngine):
+class LlamaCppEngine(PassageStateEngine):
     """Loads the GGUF once, on first use; generations run one at a time."""
 
     name = "llama.cpp"
@@ -157,40 +157,19 @@ class LlamaCppEngine(GenerationEngine):
         scores -= np.logaddexp.reduce(scores)  # log-softmax
         return float(np.logaddexp.reduce(scores[words["yes"]]) - np.logaddexp.reduce(scores[words["no"]]))
 
-    def missing_passage_states(self, prompt: Prompt) -> int:
-        with self._lock:
-            return len(self._plan(prompt).missing)
-
-    def store_passage_states(self, prompt: Prompt, cancel: threading.Event | None = None) -> int:
-        """Compute and keep the state of each of the prompt's passages that has none; how many were computed.
-
-        The lock is taken for one passage at a time, so a question waits for at most one passage's reading.
-        """
+    def _passage_state(self, missing: MissingState, fixed: int) -> PassageState | None:
+        """The passage's cells, copied to the scratch sequence and saved from there."""
         import llama_cpp
 
-        if self.passage_states is None:
-            return 0
-        with self._lock:
-            plan = self._plan(prompt)
-        done = 0
-        for missing in plan.missing:
-            if cancel is not None and cancel.is_set():
-                break
-            with self._lock:
-                if self.passage_states.has(missing.key):
-                    continue
-                self._materialize(state_plan(missing, plan.fixed))
-                llama = self._llama
-                ctx, memory = llama._ctx.ctx, llama._ctx.memory
-                start = len(missing.head)
-                llama_cpp.llama_memory_seq_cp(memory, 0, 1, start, start + len(missing.body))
-                state = (ctypes.c_uint8 * llama_cpp.llama_state_seq_get_size(ctx, 1))()
-                written = llama_cpp.llama_state_seq_get_data(ctx, state, len(state), 1)
-                llama_cpp.llama_memory_seq_rm(memory, 1, -1, -1)
-            if written:
-                self.passage_states.put(missing.key, PassageState(len(missing.body), bytes(state)[:written]))
-                done += 1
-        return done
+        self._materialize(state_plan(missing, fixed))
+        llama = self._llama
+        ctx, memory = llama._ctx.ctx, llama._ctx.memory
+        start = len(missing.head)
+        llama_cpp.llama_memory_seq_cp(memory, 0, 1, start, start + len(missing.body))
+        state = (ctypes.c_uint8 * llama_cpp.llama_state_seq_get_size(ctx, 1))()
+        written = llama_cpp.llama_state_seq_get_data(ctx, state, len(state), 1)
+        llama_cpp.llama_memory_seq_rm(memory, 1, -1, -1)
+        return PassageState(len(missing.body), bytes(state)[:written]) if written else None
 
     # ---- the forward passes ----------------------------------------------------------------
 

@@ -24,8 +24,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from rag.generation.base import GenerationEngine
-from rag.generation.context import Piece, Plan, plan_prompt, state_plan
+from rag.generation.base import PassageStateEngine
+from rag.generation.context import MissingState, Piece, Plan, plan_prompt, state_plan
 from rag.generation.greedy import accepted_drafts, prompt_lookup, stream_greedy
 from rag.generation.passage_states import PassageState, PassageStateStore
 from rag.generation.transformers.prepare import generator_model_dir
@@ -35,7 +35,7 @@ from rag.types import Prompt
 ComputeDtype = Literal["bfloat16", "float32"]
 
 
-class TransformersEngine(GenerationEngine):
+class TransformersEngine(PassageStateEngine):
     """Loads the model once, on first use; generations run one at a time (the CPU has no room for two)."""
 
     name = "transformers"
@@ -132,39 +132,20 @@ class TransformersEngine(GenerationEngine):
         scores = torch.log_softmax(logits.float(), dim=-1)
         return float(torch.logsumexp(scores[words["yes"]], 0) - torch.logsumexp(scores[words["no"]], 0))
 
-    def missing_passage_states(self, prompt: Prompt) -> int:
-        with self._lock:
-            return len(self._plan(prompt).missing)
-
-    def store_passage_states(self, prompt: Prompt, cancel: threading.Event | None = None) -> int:
-        """Compute and keep the state of each of the prompt's passages that has none; how many were computed.
-
-        A state is the passage's keys and values in every layer (the keys as rotated at the positions it was
-        read at, which come first in its file); the lock is taken for one passage at a time.
-        """
+    def _passage_state(self, missing: MissingState, fixed: int) -> PassageState:
+        """The passage's keys and values in every layer (the keys as rotated at the positions it was read at,
+        which come first in its data)."""
         import torch
 
-        if self.passage_states is None:
-            return 0
-        with self._lock:
-            plan = self._plan(prompt)
-        done = 0
-        for missing in plan.missing:
-            if cancel is not None and cancel.is_set():
-                break
-            with self._lock, torch.inference_mode():
-                if self.passage_states.has(missing.key):
-                    continue
-                self._materialize(state_plan(missing, plan.fixed))
-                start, end = len(missing.head), len(missing.head) + len(missing.body)
-                assert self._cache is not None
-                layers = self._cache.layers
-                keys = torch.stack([layer.keys[0, :, start:end] for layer in layers]).contiguous()
-                values = torch.stack([layer.values[0, :, start:end] for layer in layers]).contiguous()
-            data = struct.pack("<I", start) + _tensor_bytes(keys) + _tensor_bytes(values)
-            self.passage_states.put(missing.key, PassageState(len(missing.body), data))
-            done += 1
-        return done
+        with torch.inference_mode():
+            self._materialize(state_plan(missing, fixed))
+            start, end = len(missing.head), len(missing.head) + len(missing.body)
+            assert self._cache is not None
+            layers = self._cache.layers
+            keys = torch.stack([layer.keys[0, :, start:end] for layer in layers]).contiguous()
+            values = torch.stack([layer.values[0, :, start:end] for layer in layers]).contiguous()
+        data = struct.pack("<I", start) + _tensor_bytes(keys) + _tensor_bytes(values)
+        return PassageState(len(missing.body), data)
 
     # ---- the forward passes ----------------------------------------------------------------
 
