@@ -19,10 +19,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rag.answering.checks import Case, Check, abstention_checks, first_refusal
-from rag.answering.citations import CitationVerifier
+from rag.answering.citations import MARKER, CitationVerifier, ClaimStated, VerifiedAnswer
+from rag.answering.judge import ClaimJudge, PassageJudge
 from rag.answering.kinds import question_kind
 from rag.answering.prompts import ABSTAIN_TEXT, build_prompt, retrieval_queries
 from rag.answering.summaries import SummaryCache, documents_named
+from rag.answering.yes_no import PolarityReader, YesNoByEvidence
 from rag.cpu import fast_dtype
 from rag.embedding.embedder import Embedder
 from rag.generation import create_engine
@@ -37,6 +39,7 @@ from rag.settings import Settings, get_settings
 from rag.store import create_store
 from rag.store.base import SyncReport
 from rag.types import (
+    AbstainedBy,
     Answer,
     AnswerEvent,
     Chunk,
@@ -68,8 +71,12 @@ class IndexReport:
 class Assistant:
     """Cheap to construct; the index, the embedder and the generator are created and loaded on first use."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, generator: GenerationEngine | None = None) -> None:
+        """`generator`: an engine already loaded, shared with another Assistant of the same model (an eval
+        over several corpora loads the model once)."""
         self.settings = settings or get_settings()
+        if generator is not None:
+            self.__dict__["generator"] = generator  # what the cached property would make
         s = self.settings
         self.embedder = Embedder(s.embedding_model, s.embed_batch_size, fast_dtype(s.embedding_dtype))
         self.chunker = Chunker(s.chunk_size, s.chunk_overlap)
@@ -88,8 +95,25 @@ class Assistant:
         return create_engine(self.settings)
 
     @cached_property
+    def claim_judge(self) -> ClaimStated | None:
+        """Asked about a direct answer the support score would drop (None when `claim_judge` is off)."""
+        if not self.settings.claim_judge:
+            return None
+        return ClaimJudge(self.generator, self.settings.claim_judge_min_log_odds).states
+
+    @cached_property
+    def polarity(self) -> PolarityReader:
+        s = self.settings
+        return PolarityReader(self.generator, s.polarity_bias, s.polarity_margin)
+
+    @cached_property
+    def yes_no(self) -> YesNoByEvidence | None:
+        """Revises a yes/no answer to what the evidence reads (None when `yes_no_by_evidence` is off)."""
+        return YesNoByEvidence(self.polarity, self.embedder) if self.settings.yes_no_by_evidence else None
+
+    @cached_property
     def checks(self) -> list[Check]:
-        return abstention_checks(self.settings, self.store, self.generator)
+        return abstention_checks(self.settings, self.store, self.generator, self.polarity)
 
     # ---- documents -----------------------------------------------------------------------
 
@@ -248,6 +272,8 @@ class Assistant:
             yield from refused
             return
 
+        if kind == "fact" and self.settings.passage_judge:
+            passages = PassageJudge(self.generator).ordered(question, passages, turns)
         long_answer = self.settings.long_answer_tokens if kind != "fact" else None
         excerpts = self.trimmer.trim(retrieval_queries(question, turns)[0], passages)
         style = self.settings.answer_style
@@ -271,8 +297,11 @@ class Assistant:
             return  # nobody waits for this answer: skip its checks and give the model to the next question
         draft = "".join(pieces).strip()
 
-        verified = self.verifier.verify(draft, passages, question, each_sentence=kind != "fact")
-        refusal = first_refusal(self.checks, Case(question, passages, turns, draft, verified), before_generation=False)
+        verified, refusal = self._checked(question, draft, passages, turns, kind)
+        if refusal and kind == "fact" and self.settings.second_attempt:
+            verified, refusal = self._second_attempt(question, passages, turns, refusal, cancel) or (verified, refusal)
+            if cancel is not None and cancel.is_set():
+                return
         timings.total_ms = elapsed()
         if lacking is not None and self.state_worker is not None:
             # made now, in the background, for the next question that reads these passages
@@ -282,6 +311,48 @@ class Assistant:
             yield Answer(question, text, [], timings, passages, step, kind)
             return
         yield Answer(question, verified.text, verified.citations, timings, passages, kind=kind)
+
+    def _checked(
+        self, question: str, draft: str, passages: list[Passage], turns: list[Turn], kind: QuestionKind
+    ) -> tuple[VerifiedAnswer, tuple[AbstainedBy, str] | None]:
+        """The draft's citations verified (a yes/no answer first revised by its evidence), and the first step
+        after generation that refuses it (None when all let it through)."""
+        verified = self.verifier.verify(draft, passages, question, kind != "fact", self.claim_judge)
+        if (
+            kind == "fact"
+            and self.yes_no
+            and (revised := self.yes_no.revise(question, draft, verified, passages, turns))
+        ):
+            draft, verified = revised, self.verifier.verify(revised, passages, question, False, self.claim_judge)
+        case = Case(question, passages, turns, draft, verified)
+        return verified, first_refusal(self.checks, case, before_generation=False)
+
+    def _second_attempt(
+        self,
+        question: str,
+        passages: list[Passage],
+        turns: list[Turn],
+        refusal: tuple[AbstainedBy, str],
+        cancel: threading.Event | None,
+    ) -> tuple[VerifiedAnswer, None] | None:
+        """Before refusing, write once more from the one passage the model judges as answering the question,
+        told why the first answer was refused, and check that answer the same way.
+
+        None (refuse after all) when the refusing step is not one to retry, no passage is judged as
+        answering (the answer check's own bound), or the second answer is refused too.
+        """
+        reason = next((check.reason for check in self.checks if check.name == refusal[0]), "")
+        if not reason:
+            return None
+        best, odds = PassageJudge(self.generator).best(question, passages, turns)
+        if odds < self.settings.answer_check_min_log_odds:
+            return None
+        prompt = build_prompt(question, [best], turns, self.settings.answer_style, refused_because=reason)
+        pieces = self.generator.stream(dataclasses.replace(prompt, passages=()), cancel)  # read whole
+        # cited as [1] in its own prompt: renumbered to where the passage stands among those shown
+        draft = MARKER.sub(f" [{passages.index(best) + 1}]", "".join(pieces)).strip()
+        verified, again = self._checked(question, draft, passages, turns, "fact")
+        return None if again else (verified, None)
 
     def _lacking_states(self, prompt: Prompt) -> Prompt | None:
         """None when the engine has the state of every passage of the prompt (the excerpts are then placed from

@@ -315,6 +315,7 @@ def _ask(assistant: Assistant, args: argparse.Namespace) -> int:
 
 DEFAULT_EVAL_SET = Path("eval/seeds.json")  # the questions tuned on
 HELD_OUT_EVAL_SET = Path("eval/fresh.json")  # written before the changes they measure; never tuned on
+MANUAL_EVAL_SET = Path("eval/manual.json")  # the same, over another kind of text: the PostgreSQL 15 manual
 
 
 def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
@@ -330,20 +331,30 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
     from rag.evaluation.report import write_html
 
     gate = load_gate(args.gate) if args.gate else None
-    default_sets = [DEFAULT_EVAL_SET] if gate else [DEFAULT_EVAL_SET, HELD_OUT_EVAL_SET]
+    default_sets = [DEFAULT_EVAL_SET] if gate else [DEFAULT_EVAL_SET, HELD_OUT_EVAL_SET, MANUAL_EVAL_SET]
     paths = args.sets or default_sets
     if (args.json or args.html) and len(paths) > 1:
         raise EvalSetError("--json and --html name one report: give one --set with them")
     question_sets = [load_question_set(path) for path in paths]
+    if not args.sets:  # a default set whose documents are not installed is skipped, saying how to get them
+        for question_set, path in zip(question_sets, paths, strict=True):
+            if not question_set.corpus.is_dir():
+                print(
+                    f"Skipped {path}: its documents ({question_set.corpus}) are not here; scripts/install.sh "
+                    "installs them",
+                    file=sys.stderr,
+                )
+        question_sets = [q for q in question_sets if q.corpus.is_dir()]
     if gate:
         question_sets = [question_sets[0].subset(gate.questions)]
-    evaluators: dict[str, Assistant] = {}  # sets on the same corpus share one loaded model
+    evaluators: dict[str, Assistant] = {}  # one index per corpus, one loaded model for all
     reports = []
     for question_set in question_sets:
         settings = eval_settings(assistant.settings, question_set)
         key = settings.model_dump_json()
         if key not in evaluators:
-            evaluators[key] = Assistant(settings)
+            shared = next(iter(evaluators.values())).generator if evaluators else None
+            evaluators[key] = Assistant(settings, generator=shared)
         evaluator = evaluators[key]
         _print_index_report(index_own(evaluator, progress=True))
         report = run_question_set(evaluator, question_set, progress=True)

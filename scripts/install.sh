@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Installs everything into .venv: torch first (the local CPU build), then the package, then the models;
-# and Debian's chromium for the browser tests (Playwright's own browser download does not work offline).
+# and the Debian packages below.
 # Idempotent and quick when nothing changed (a stamp records what was installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null; then
+# Debian packages: chromium for the browser tests (Playwright's own browser download does not work offline),
+# and the PostgreSQL 15 manual (HTML) that eval/manual.json asks about.
+packages=()
+command -v chromium >/dev/null || packages+=(chromium)
+[ -d /usr/share/doc/postgresql-doc-15/html ] || packages+=(postgresql-doc-15)
+if [ ${#packages[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=$(command -v sudo || true)
   if [ "$(id -u)" = 0 ] || [ -n "$sudo" ]; then
-    echo "Installing chromium (Debian package) for the browser tests ..." >&2
+    echo "Installing ${packages[*]} (Debian packages) ..." >&2
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
   else
-    echo "Note: the browser tests need chromium; install it with: apt-get install chromium" >&2
+    echo "Note: the browser tests need chromium and eval/manual.json postgresql-doc-15: apt-get install ${packages[*]}" >&2
   fi
 fi
 

@@ -19,6 +19,7 @@ from rag.answering.evidence import (
     says_yes_and_no,
 )
 from rag.answering.prompts import build_prompt
+from rag.answering.yes_no import PolarityReader
 from rag.lexical import is_yes_no_question, names_anyone
 from rag.settings import Settings
 from rag.types import Chunk, Passage
@@ -175,11 +176,11 @@ def test_wrong_speaker_lets_through_background_that_names_nobody() -> None:
 
 
 def test_the_new_steps_run_in_order_and_each_can_be_switched_off() -> None:
-    names = [step.name for step in abstention_checks(Settings(), store=None, engine=None)]  # type: ignore[arg-type]
+    names = [step.name for step in abstention_checks(Settings(), store=None, engine=None, reader=None)]  # type: ignore[arg-type]
     assert names.index("citations") < names.index("contradiction") < names.index("wrong speaker")
     assert names[-1] == "polarity"
     off = Settings(disabled_checks=["contradiction", "polarity"])
-    assert {"contradiction", "polarity"}.isdisjoint(step.name for step in abstention_checks(off, None, None))  # type: ignore[arg-type]
+    assert {"contradiction", "polarity"}.isdisjoint(step.name for step in abstention_checks(off, None, None, None))  # type: ignore[arg-type]
 
 
 def test_a_yes_no_question_is_asked_for_its_yes_or_no_first() -> None:
@@ -189,6 +190,6 @@ def test_a_yes_no_question_is_asked_for_its_yes_or_no_first() -> None:
 
 
 def test_polarity_reads_only_yes_no_answers_to_yes_no_questions() -> None:
-    step = PolarityDisagrees(engine=None, bias=3.0, margin=1.0)  # type: ignore[arg-type]  # no engine: it must not be asked
+    step = PolarityDisagrees(PolarityReader(engine=None, bias=3.0, margin=1.0))  # type: ignore[arg-type]  # never asked
     assert step.refusal(_case("Who owns PyTorch?", "No one at Meta [1].", PYTORCH)) is None
     assert step.refusal(_case("Is PyTorch owned by Meta?", "Meta passed it on [1].", PYTORCH)) is None

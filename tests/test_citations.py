@@ -173,3 +173,33 @@ def test_a_copied_phrase_of_stopwords_only_is_still_a_claim(embedder: Embedder) 
     assert not content_stems("both") and not content_stems("few")
     assert verifier.verify("Both [1]", [passage], "Which engines failed?").supported
     assert not verifier.verify("few [1]", [passage], "Which engines failed?").supported
+
+
+def test_a_direct_answer_the_score_drops_stands_when_the_judge_finds_it_stated(
+    verifier: CitationVerifier, passages: list[Passage]
+) -> None:
+    """The judge is asked only about the direct answer, over the passages it cites, and only when the score fails."""
+    asked: list[tuple[str, list[int]]] = []
+
+    def judge(claim: str, cited: list[Passage]) -> bool:
+        asked.append((claim, [passages.index(p) + 1 for p in cited]))
+        return True
+
+    question = "What is the capital of Australia?"
+    result = verifier.verify("Canberra is the capital of Australia [3].", passages, question, judge=judge)
+    assert asked == [("Canberra is the capital of Australia.", [3])]
+    assert result.supported and [c.n for c in result.citations] == [3]
+    assert result.text == "Canberra is the capital of Australia [3]."
+
+    asked.clear()
+    supported = verifier.verify("Yann LeCun is Meta's Chief AI Scientist [1].", passages, "Who is LeCun?", judge=judge)
+    assert supported.supported and asked == []  # the score alone let it through: nothing to ask
+
+
+def test_a_direct_answer_the_judge_rejects_stays_unsupported(
+    verifier: CitationVerifier, passages: list[Passage]
+) -> None:
+    result = verifier.verify(
+        "Canberra is the capital of Australia.", passages, "What is the capital of Australia?", judge=lambda c, p: False
+    )
+    assert not result.supported and result.citations == []

@@ -102,11 +102,49 @@ def test_answer_check_agrees_with_a_right_answer_and_not_with_a_false_premise(as
     assert agree > assistant.settings.answer_check_min_log_odds > premise
 
 
-def test_a_yes_no_question_is_not_answered_against_its_evidence(assistant: Assistant) -> None:
-    """The issue's "Yes, Meta still owns PyTorch [1]", citing the sentence that says it no longer does."""
+def test_the_claim_judge_finds_a_paraphrase_stated_and_a_borrowed_claim_not(assistant: Assistant) -> None:
+    """A claim in other words than its passage, which the support score misses, is found stated by the model;
+    the same claim against a passage about something else, and a claim the passage never makes, are not."""
+    from rag.answering.judge import ClaimJudge
+
+    paris = next(
+        p for p in assistant.retrieve("What did LeCun propose in Paris?", 4) if "human knowledge" in p.chunk.text
+    )
+    other = next(p for p in assistant.retrieve("Who owns PyTorch now?", 4) if "PyTorch" in p.chunk.text)
+    paraphrase = "LeCun wants every nation to help build one open model holding everything people know."
+    assert assistant.verifier.support_of(paraphrase, paris) < assistant.settings.support_threshold
+    judge = ClaimJudge(assistant.generator, assistant.settings.claim_judge_min_log_odds)
+    assert judge.states(paraphrase, [paris])
+    assert not judge.states(paraphrase, [other])
+    assert not judge.states("LeCun wants open models banned in Europe.", [paris])
+
+
+def test_the_passage_judge_picks_the_paris_passage_for_the_lecun_question(assistant: Assistant) -> None:
+    """The second attempt writes from the passage the model judges as answering: for the LeCun question, the
+    Paris article's passage on his proposal, judged as answering, and no passage for Australia's capital."""
+    from rag.answering.judge import PassageJudge
+
+    judge = PassageJudge(assistant.generator)
+    question = "What did LeCun propose in Paris?"
+    best, odds = judge.best(question, assistant.retrieve(question, 4), [])
+    assert best.source.endswith(PARIS) and odds >= assistant.settings.answer_check_min_log_odds, (best, odds)
+    capital = "What is the capital of Australia?"
+    _, odds = judge.best(capital, assistant.retrieve(capital, 4), [])
+    assert odds < assistant.settings.answer_check_min_log_odds
+
+
+def test_a_false_premise_gets_no_with_the_sentence_that_says_so(assistant: Assistant) -> None:
+    """ "Is PyTorch still owned by Meta?": not "Yes, Meta still owns PyTorch [1]" citing the sentence that says
+    it no longer does, nor a refusal, but "No" and that sentence."""
     answer = assistant.ask("Is PyTorch still owned by Meta?")
-    assert not answer.answer.lower().startswith("yes"), answer.answer
-    assert answer.abstained or answer.answer.lower().startswith("no"), answer.answer
+    assert not answer.abstained and answer.answer.lower().startswith("no"), answer.answer
+    quoted = [assistant.store.document(c.doc_id).text[c.quote_start : c.quote_end] for c in answer.citations]
+    assert any("no longer" in q.lower() for q in quoted), quoted
+
+
+def test_a_yes_the_evidence_reads_as_yes_is_kept(assistant: Assistant) -> None:
+    answer = assistant.ask("Did Meta's Fundamental AI Research group develop PyTorch?")
+    assert not answer.abstained and answer.answer.lower().startswith("yes"), answer.answer
 
 
 def test_the_polarity_step_reads_yes_and_no_from_the_same_passage(assistant: Assistant) -> None:

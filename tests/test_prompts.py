@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.answering.prompts import build_confirm_prompt, build_prompt
+from rag.answering.prompts import build_claim_prompt, build_confirm_prompt, build_prompt
 from rag.types import Chunk, Passage
 
 PASSAGE = Passage(
@@ -21,3 +21,17 @@ def test_both_prompts_name_the_article_each_passage_comes_from() -> None:
         asked = prompt.messages[-1]["content"]
         assert PASSAGE.title in asked and PASSAGE.chunk.text in asked and question in asked
         assert asked.index(PASSAGE.title) < asked.index(PASSAGE.chunk.text)
+
+
+def test_a_second_attempt_is_told_why_the_first_was_refused_after_the_question() -> None:
+    question = "As of what date is the information current?"
+    first = build_prompt(question, [PASSAGE], []).messages[-1]["content"]
+    second = build_prompt(question, [PASSAGE], [], refused_because="no passage supports what it says")
+    asked = second.messages[-1]["content"]
+    assert asked.startswith(first) and "refused because no passage supports what it says" in asked
+
+
+def test_the_claim_judge_reads_the_claim_without_its_markers_after_the_passage() -> None:
+    asked = build_claim_prompt("It is current as of October 2023 [1].", [PASSAGE]).messages[-1]["content"]
+    assert "Claim: It is current as of October 2023." in asked and "[1]" not in asked
+    assert asked.index(PASSAGE.chunk.text) < asked.index("Claim:")

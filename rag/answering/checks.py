@@ -27,7 +27,8 @@ from rag.answering.evidence import (
     question_speakers,
     says_yes_and_no,
 )
-from rag.answering.prompts import ABSTAIN_TEXT, build_confirm_prompt, build_polarity_prompt, declines
+from rag.answering.prompts import ABSTAIN_TEXT, build_confirm_prompt, declines
+from rag.answering.yes_no import PolarityReader
 from rag.generation.base import GenerationEngine
 from rag.lexical import content_stems, is_yes_no_question, mentions, names_anyone, salient_terms
 from rag.settings import Settings
@@ -65,6 +66,8 @@ class Check(ABC):
 
     name: ClassVar[AbstainedBy]
     before_generation: ClassVar[bool]
+    # Why an answer was refused, told to a second attempt (steps after generation); "" for steps not retried.
+    reason: ClassVar[str] = ""
 
     @abstractmethod
     def refusal(self, case: Case) -> str | None: ...
@@ -117,6 +120,7 @@ class ModelDeclines(Check):
 
     name = "model"
     before_generation = False
+    reason = "it said the passages do not hold the answer"
 
     def refusal(self, case: Case) -> str | None:
         return ABSTAIN_TEXT if not case.draft or declines(case.draft) else None
@@ -127,6 +131,7 @@ class CitationsUnsupported(Check):
 
     name = "citations"
     before_generation = False
+    reason = "no passage supports what it says"
 
     def refusal(self, case: Case) -> str | None:
         return None if case.verified.supported else ABSTAIN_TEXT
@@ -143,6 +148,7 @@ class Contradiction(Check):
 
     name = "contradiction"
     before_generation = False
+    reason = "it says the opposite of its passage or a number the passage does not give"
 
     def refusal(self, case: Case) -> str | None:
         if says_yes_and_no(case.verified.text):
@@ -168,6 +174,7 @@ class WrongSpeaker(Check):
 
     name = "wrong speaker"
     before_generation = False
+    reason = "it gives someone else's words"
 
     def refusal(self, case: Case) -> str | None:
         speakers = question_speakers(case.question)
@@ -198,6 +205,7 @@ class CitedNames(Check):
 
     name = "cited names"
     before_generation = False
+    reason = "the passage it cites is about someone or something else"
 
     def __init__(self, store: IndexStore) -> None:
         self.store = store
@@ -220,6 +228,7 @@ class AnswerCheck(Check):
 
     name = "answer check"
     before_generation = False
+    reason = "the passages it cites do not answer the question"
 
     def __init__(self, engine: GenerationEngine, min_log_odds: float) -> None:
         self.engine = engine
@@ -234,28 +243,28 @@ class PolarityDisagrees(Check):
     """A yes/no answer's "Yes" or "No" is not what the model reads in the cited passages when asked alone.
 
     While writing, the model leans on its own first words; asked the question over the cited passages
-    only, it reads the evidence. The answer stands when the two agree or the model is unsure: log-odds
-    within `margin` of `bias`, where the model's read is even (it leans to yes, so that is above zero).
+    only, it reads the evidence (`PolarityReader`: clear beyond a margin of where its read is even). The
+    answer stands when the two agree or the model is unsure. Answers are first revised by that reading
+    (rag.answering.yes_no), so this refuses only where the revision is switched off.
     """
 
     name = "polarity"
     before_generation = False
 
-    def __init__(self, engine: GenerationEngine, bias: float, margin: float) -> None:
-        self.engine = engine
-        self.bias = bias
-        self.margin = margin
+    def __init__(self, reader: PolarityReader) -> None:
+        self.reader = reader
 
     def refusal(self, case: Case) -> str | None:
         said = opening_polarity(case.verified.text)
         if said is None or not is_yes_no_question(case.question):
             return None
-        odds = self.engine.yes_log_odds(build_polarity_prompt(case.question, case.cited_passages, case.history))
-        disagrees = odds < self.bias - self.margin if said == "yes" else odds > self.bias + self.margin
-        return ABSTAIN_TEXT if disagrees else None
+        read = self.reader.reading(case.question, case.cited_passages, case.history)
+        return ABSTAIN_TEXT if read is not None and read != said else None
 
 
-def abstention_checks(settings: Settings, store: IndexStore, engine: GenerationEngine) -> list[Check]:
+def abstention_checks(
+    settings: Settings, store: IndexStore, engine: GenerationEngine, reader: PolarityReader
+) -> list[Check]:
     """The steps in the order they run, without those `disabled_checks` names."""
     steps: list[Check] = [
         OffTopic(settings.min_relevance),
@@ -266,7 +275,7 @@ def abstention_checks(settings: Settings, store: IndexStore, engine: GenerationE
         WrongSpeaker(),
         CitedNames(store),
         AnswerCheck(engine, settings.answer_check_min_log_odds),
-        PolarityDisagrees(engine, settings.polarity_bias, settings.polarity_margin),
+        PolarityDisagrees(reader),
     ]
     return [step for step in steps if step.name not in settings.disabled_checks]
 

@@ -18,6 +18,7 @@ answer as a whole is unsupported and the caller abstains.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,9 +91,13 @@ def _with_markers(text: str, numbers: list[int]) -> str:
     return f"{text} {tags}"
 
 
-def _novel_stems(claim: str, question: str) -> set[str]:
+def novel_stems(claim: str, question: str) -> set[str]:
     """The claim's content words beyond the question's: what it adds as an answer."""
     return content_stems(claim) - content_stems(question)
+
+
+# Whether passages (read together) state a claim: the model asked (rag.answering.judge.ClaimJudge.states).
+ClaimStated = Callable[[str, list[Passage]], bool]
 
 
 class CitationVerifier:
@@ -101,12 +106,19 @@ class CitationVerifier:
         self.threshold = threshold
 
     def verify(
-        self, answer: str, passages: list[Passage], question: str = "", each_sentence: bool = False
+        self,
+        answer: str,
+        passages: list[Passage],
+        question: str = "",
+        each_sentence: bool = False,
+        judge: ClaimStated | None = None,
     ) -> VerifiedAnswer:
         """The answer with its unsupported sentences dropped and its markers corrected.
 
         It stands when its direct answer is supported, or with `each_sentence` (a summary, a comparison,
-        a list: sentences that each answer a part) when any sentence is.
+        a list: sentences that each answer a part) when any sentence is. A direct answer the support score
+        would drop is put to `judge`, when given, over the passages it cites (else the one that supports it
+        best): it stands, with those markers, if the judge finds it stated there.
         """
         if is_yes_no_question(question):
             # "Yes, Meta shares its research" restates the question, and that is the claim to support.
@@ -142,17 +154,32 @@ class CitationVerifier:
                 if n not in best_for_passage or score > best_for_passage[n][0]:
                     best_for_passage[n] = (score, quotes[i][n - 1])
 
+        answer_claim = next((i for i, c in enumerate(claims) if novel_stems(c.text, question)), 0)
+        if not each_sentence and not kept[answer_claim] and judge is not None:
+            claim = claims[answer_claim]
+            valid = [n for n in dict.fromkeys(claim.markers) if 1 <= n <= len(passages)]
+            numbers = valid or [int(np.argmax(support[answer_claim])) + 1]
+            if judge(claim.text, [passages[n - 1] for n in numbers]):
+                kept[answer_claim] = numbers
+                for n in numbers:
+                    if n not in best_for_passage:
+                        best_for_passage[n] = (float(support[answer_claim, n - 1]), quotes[answer_claim][n - 1])
+
         text = self._rebuild(answer, claims, kept)
         order = list(dict.fromkeys(n for i in sorted(kept) for n in kept[i]))
         citations = [self._citation(n, passages[n - 1], *best_for_passage[n]) for n in order]
         if each_sentence:
             return VerifiedAnswer(text, citations, any(kept.values()))
-        answer_claim = next((i for i, c in enumerate(claims) if _novel_stems(c.text, question)), 0)
         return VerifiedAnswer(text, citations, bool(kept[answer_claim]))
+
+    def support_of(self, claim: str, passage: Passage, question: str = "") -> float:
+        """One claim's support score from one passage, as `verify` computes it (for measuring the judge)."""
+        support, _ = self._support([Claim(0, len(claim), claim, [])], [passage], question)
+        return float(support[0, 0])
 
     def _joint_support(self, claim: Claim, cited: list[Passage], question: str) -> bool:
         """Word evidence and names over the cited passages together, for a claim that draws on several."""
-        novel = _novel_stems(claim.text, question)
+        novel = novel_stems(claim.text, question)
         if not novel:
             return False
         together = set().union(*(content_stems(p.shown_text) for p in cited))
@@ -174,7 +201,7 @@ class CitationVerifier:
         support = np.zeros((len(claims), len(passages)), dtype=np.float32)
         quotes: list[list[tuple[int, int]]] = []
         for i, claim in enumerate(claims):
-            novel = _novel_stems(claim.text, question)
+            novel = novel_stems(claim.text, question)
             names = salient_terms(claim.text)
             row_quotes = []
             offset = 0

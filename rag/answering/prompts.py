@@ -116,6 +116,24 @@ def _passage_question(system: str, question: str, passages: list[Passage], histo
     )
 
 
+# Asked of one answer sentence that word overlap and meaning do not tie to its passage: a sentence that
+# puts the passage in other words ("It was made in 2019" for "released that year") is what the model
+# recognises and the lexical score misses (rag.answering.judge).
+CLAIM_PROMPT = "You check whether a passage states a claim. Reply with yes or no."
+
+
+def build_claim_prompt(claim: str, passages: list[Passage]) -> Prompt:
+    """The yes/no question whether the passages state one claim (its markers removed)."""
+    ask = "Does the passage state this claim, without assuming anything it does not say? Reply yes or no."
+    text = "\n\n".join(p.shown_text for p in passages)
+    return Prompt(
+        [
+            {"role": "system", "content": CLAIM_PROMPT},
+            {"role": "user", "content": f"Passage:\n{text}\n\nClaim: {strip_markers(claim)}\n{ask}"},
+        ]
+    )
+
+
 # Written once per document and kept (rag.answering.summaries); an answer's summary sentences are then
 # checked against the document like any cited claim, so the model is asked to keep to the text's own words.
 SUMMARY_PROMPT = (
@@ -173,11 +191,13 @@ def build_prompt(
     kind: QuestionKind = "fact",
     max_new_tokens: int | None = None,
     whole: Sequence[Passage] = (),
+    refused_because: str = "",
 ) -> Prompt:
     """The system prompt and worked examples (fixed), the conversation so far, then passages and question.
 
     `whole` are the passages as retrieved when `passages` are excerpts of them (in the same order): an
     engine that keeps passage states keeps the whole passages' and places the excerpts' part.
+    `refused_because` is a second attempt's note of why the first answer was refused.
     """
     messages = [{"role": "system", "content": SYSTEM_PROMPTS[style]}]
     for example_question, example_answer in EXAMPLES[style]:
@@ -191,8 +211,16 @@ def build_prompt(
     segments = passage_segments([(p.title, p.chunk.text) for p in passages])
     if whole:
         segments = [_excerpt_of(s, p, w) for s, p, w in zip(segments, passages, whole, strict=True)]
-    messages.append({"role": "user", "content": _question_prompt(segments, question, style, kind)})
+    content = _question_prompt(segments, question, style, kind)
+    if refused_because:
+        content += f"\n{RETRY_NOTE.format(reason=refused_because)}"
+    messages.append({"role": "user", "content": content})
     return Prompt(messages, fixed, max_new_tokens, tuple(segments))
+
+
+# A second attempt (rag.assistant) writes from the one passage the model judged as answering, told why the
+# first answer was refused, so that it keeps closer to that passage's words.
+RETRY_NOTE = "An earlier answer was refused because {reason}. Answer from what this passage says, in its own words."
 
 
 def passage_segments(passages: Sequence[tuple[str, str]]) -> list[PassageSegment]:

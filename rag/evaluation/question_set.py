@@ -425,6 +425,10 @@ def run_question_set(assistant: Assistant, question_set: QuestionSet, progress: 
         "top_k": s.top_k,
         "chunk_size": s.chunk_size,
         "support_threshold": s.support_threshold,
+        "claim_judge": s.claim_judge,
+        "passage_judge": s.passage_judge,
+        "second_attempt": s.second_attempt,
+        "yes_no_by_evidence": s.yes_no_by_evidence,
         "min_relevance": s.min_relevance,
     }
     report = EvalReport(question_set.name, config, results, seconds=time.perf_counter() - started)
