@@ -137,6 +137,18 @@ def test_htm_without_title_uses_h1_and_xml_declaration_is_fine(tmp_path: Path) -
     assert "Body." in document.text
 
 
+def test_html_inline_markup_is_spaced_as_a_browser_shows_it(tmp_path: Path) -> None:
+    html = (
+        '<html><body><p>X is the default in <span class="productname">PostgreSQL</span>.  When '
+        '<code class="command">SELECT</code> runs, the \u201c<em>directory</em>\u201d format is used.</p>'
+        "<ul><li>one</li><li>two</li></ul><table><tr><td>a</td><td>b</td></tr></table></body></html>"
+    )
+    (tmp_path / "manual.html").write_text(html, encoding="utf-8")
+    text = load_one(tmp_path / "manual.html").text
+    assert "X is the default in PostgreSQL. When SELECT runs, the \u201cdirectory\u201d format is used." in text
+    assert "one" in text and "two" in text and "onetwo" not in text and "ab" not in text.split()
+
+
 def test_html_in_declared_legacy_charset(tmp_path: Path) -> None:
     html = '<html><head><meta charset="windows-1252"><title>Café</title></head><body>Crème brûlée.</body></html>'
     (tmp_path / "legacy.html").write_bytes(html.encode("cp1252"))

@@ -99,8 +99,15 @@ def _load_markdown(path: Path) -> tuple[str, str | None]:
 
 
 def _load_html(path: Path) -> tuple[str, str | None]:
-    """Visible text only (inscriptis keeps the layout of lists and tables; scripts/styles are dropped)."""
+    """Visible text only (inscriptis keeps the layout of lists and tables; scripts/styles are dropped).
+
+    Spaced as a browser shows it (inscriptis' strict CSS profile): its default pads every inline element
+    with spaces, so generated manuals' `<span>PostgreSQL</span>.` read "PostgreSQL ." and their
+    sentences no longer matched the page's own.
+    """
     from inscriptis import Inscriptis
+    from inscriptis.css_profiles import CSS_PROFILES
+    from inscriptis.model.config import ParserConfig
     from lxml.etree import ParserError
     from lxml.html import document_fromstring
 
@@ -114,7 +121,7 @@ def _load_html(path: Path) -> tuple[str, str | None]:
     for hidden in tree.xpath("//script | //style | //noscript | //template"):
         hidden.drop_tree()
     title = tree.findtext(".//title") or _element_text(tree.find(".//h1"))
-    return Inscriptis(tree).get_text().strip(), title
+    return Inscriptis(tree, ParserConfig(css=CSS_PROFILES["strict"])).get_text().strip(), title
 
 
 def _load_pdf(path: Path) -> tuple[str, str | None]:
