@@ -211,7 +211,7 @@ class Settings(BaseSettings):
         description='A direct answer the support score would drop is put to the model ("Does the passage state '
         'this claim?", rag.answering.judge) before the answer is refused: it stands when the model says yes. Off: '
         "on labelled claims the support score separates better (AUC 0.996 against 0.956), and on the seeds the "
-        "judge rescued no right answer and let one trap through (docs/EVALUATION.md).",
+        "judge rescued no right answer and let one trap through (docs/evaluation.md).",
     )
     claim_judge_min_log_odds: float = Field(
         default=1.0,
@@ -223,14 +223,14 @@ class Settings(BaseSettings):
         default=False,
         description="Order a fact question's passages by the model's judgement of each (\"Does the passage answer "
         'this question?", one prompt per passage) before it answers. Off: on SQuAD 1-8 it lifted paragraph R@1 '
-        "from 0.80 to 0.83 for 2.9 s more per question on 2 cores (docs/EVALUATION.md).",
+        "from 0.80 to 0.83 for 2.9 s more per question on 2 cores (docs/evaluation.md).",
     )
     second_attempt: bool = Field(
         default=False,
         description='Before refusing a fact answer after generation, the model judges each passage ("Does the '
         'passage answer this question?") and, if one is judged as answering, writes once more from it alone, '
         "told why the first answer was refused; that answer is checked the same way. Off: on the seeds and the "
-        "fresh set it recovered no right answer and added ~4 s to each refusal (docs/EVALUATION.md).",
+        "fresh set it recovered no right answer and added ~4 s to each refusal (docs/evaluation.md).",
     )
     yes_no_by_evidence: bool = Field(
         default=True,

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 
 ADMIN = "admin-secret"
 QUESTION = {"question": "What did LeCun propose in Paris?"}
-ROUNDS = int(os.environ.get("RAG_FAULT_ROUNDS", "2"))  # of each fault; docs/RELIABILITY.md has a 20-round run
+ROUNDS = int(os.environ.get("RAG_FAULT_ROUNDS", "2"))  # of each fault; docs/reliability.md has a 20-round run
 READ_TIMEOUT_S = 4.0  # the replica's bound on a hung model server (engine_read_timeout_s), short for the test
 DATABASE_TIMEOUT_S = 3.0
 

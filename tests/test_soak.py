@@ -1,7 +1,7 @@
 """The soak run CI makes: `rag soak` for 1 minute with 4 clients against a real server and the default model.
 
 It fails on any 5xx, a hang, a 503 without Retry-After, a generation left running after its client went
-away, or memory or open files growing beyond noise (docs/RELIABILITY.md has the longer run's figures).
+away, or memory or open files growing beyond noise (docs/reliability.md has the longer run's figures).
 """
 
 from __future__ import annotations

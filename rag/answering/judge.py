@@ -7,7 +7,7 @@ asked about one claim and its passages alone, it says yes or no. Asked only wher
 would drop the direct answer, it costs one short prompt on the answers that would otherwise be
 refused, and none on the rest. scripts/claim_judge.py measures how well each score separates supported
 from unsupported claims: the support score separates better, and the judge leans to yes, so it is off
-by default (`claim_judge`; figures in docs/EVALUATION.md).
+by default (`claim_judge`; figures in docs/evaluation.md).
 
 `PassageJudge` asks the answer check's question of one passage at a time: which passage answers the
 question, for a second attempt (rag.assistant) before an answer is refused.

@@ -69,7 +69,7 @@ _EXAMPLE_PASSAGES = (
 )
 EXAMPLES: dict[AnswerStyle, tuple[tuple[str, str], ...]] = {
     # Measured on the seeds, worked examples made no sentence answer better and taught the model to run
-    # on past the answer, citing other articles (README, Evaluation): the system prompt's own example is kept.
+    # on past the answer, citing other articles (docs/evaluation.md): the system prompt's own example is kept.
     "sentence": (),
     # A bare phrase copied from a passage, with its marker; and abstaining when the passages are on
     # topic but lack the detail asked for.

@@ -40,7 +40,7 @@ from rag.types import Prompt
 
 CONTEXT_TOKENS = 4096  # the longest prompt seen (4 whole passages, 3 turns) is ~1,400 tokens
 BATCH_TOKENS = 512
-FLASH_ATTENTION = True  # measured: SQuAD 1-8 F1 0.520 with it, 0.499 without (docs/SPEED.md)
+FLASH_ATTENTION = True  # measured: SQuAD 1-8 F1 0.520 with it, 0.499 without (docs/speed.md)
 
 
 class PromptTooLongError(ValueError):
