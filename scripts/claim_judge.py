@@ -20,6 +20,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 from tqdm import tqdm
@@ -32,20 +33,10 @@ from rag.evaluation.metrics import normalize_answer
 from rag.evaluation.question_set import eval_settings, facts_present, index_own, load_question_set
 from rag.evaluation.squad import load_squad, paragraph_documents, sample_questions, squad_settings
 from rag.settings import Settings
-from rag.types import Passage, Sources
+from rag.types import AbstainedBy, Passage, Sources
 
 ROOT = Path(__file__).resolve().parent.parent
-EVERY_CHECK = [
-    "off topic",
-    "names missing",
-    "model",
-    "citations",
-    "contradiction",
-    "wrong speaker",
-    "cited names",
-    "answer check",
-    "polarity",
-]
+EVERY_CHECK = list(get_args(AbstainedBy))  # every step off: a draft is always written
 
 
 @dataclass(frozen=True)
