@@ -299,9 +299,11 @@ class Assistant:
 
         verified, refusal = self._checked(question, draft, passages, turns, kind)
         if refusal and kind == "fact" and self.settings.second_attempt:
-            verified, refusal = self._second_attempt(question, passages, turns, refusal, cancel) or (verified, refusal)
+            retried = self._second_attempt(question, passages, turns, refusal, cancel)
             if cancel is not None and cancel.is_set():
                 return
+            if retried is not None:
+                verified, refusal = retried, None
         timings.total_ms = elapsed()
         if lacking is not None and self.state_worker is not None:
             # made now, in the background, for the next question that reads these passages
@@ -334,7 +336,7 @@ class Assistant:
         turns: list[Turn],
         refusal: tuple[AbstainedBy, str],
         cancel: threading.Event | None,
-    ) -> tuple[VerifiedAnswer, None] | None:
+    ) -> VerifiedAnswer | None:
         """Before refusing, write once more from the one passage the model judges as answering the question,
         told why the first answer was refused, and check that answer the same way.
 
@@ -352,7 +354,7 @@ class Assistant:
         # cited as [1] in its own prompt: renumbered to where the passage stands among those shown
         draft = MARKER.sub(f" [{passages.index(best) + 1}]", "".join(pieces)).strip()
         verified, again = self._checked(question, draft, passages, turns, "fact")
-        return None if again else (verified, None)
+        return None if again else verified
 
     def _lacking_states(self, prompt: Prompt) -> Prompt | None:
         """None when the engine has the state of every passage of the prompt (the excerpts are then placed from

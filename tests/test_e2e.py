@@ -133,6 +133,20 @@ def test_the_passage_judge_picks_the_paris_passage_for_the_lecun_question(assist
     assert odds < assistant.settings.answer_check_min_log_odds
 
 
+def test_a_trap_refused_after_generation_stays_refused_after_a_second_attempt(assistant: Assistant) -> None:
+    """With `second_attempt`, the refused draft is written once more from the best-judged passage and checked
+    again: the name of a conference no article gives is still refused, by the same step."""
+    retrying = Assistant(assistant.settings.model_copy(update={"second_attempt": True}), generator=assistant.generator)
+    question = (
+        "What was the name of the virtual conference at which Zuckerberg said open source is necessary for a "
+        "positive AI future?"
+    )
+    first = assistant.ask(question)
+    assert first.abstained_by not in (None, "off topic", "names missing"), first  # refused after generation
+    again = retrying.ask(question)
+    assert again.abstained, again.answer
+
+
 def test_a_false_premise_gets_no_with_the_sentence_that_says_so(assistant: Assistant) -> None:
     """ "Is PyTorch still owned by Meta?": not "Yes, Meta still owns PyTorch [1]" citing the sentence that says
     it no longer does, nor a refusal, but "No" and that sentence."""
