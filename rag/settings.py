@@ -196,10 +196,12 @@ class Settings(BaseSettings):
     support_threshold: float = Field(default=0.6, ge=0, le=1)
     min_relevance: float = Field(default=0.15, ge=-1, le=1)
     disabled_checks: Annotated[list[AbstainedBy], NoDecode] = Field(
-        default=[],
+        default=["contradiction"],
         description="Abstention steps to skip (rag.answering.checks), by name: off topic, names missing, model, "
-        "citations, contradiction, wrong speaker, cited names, answer check, polarity. All run by default; each "
-        "one's wins and losses are in rag eval.",
+        "citations, contradiction, wrong speaker, cited names, answer check, polarity. Each one's wins and losses "
+        "are in rag eval. The contradiction step is off by default: on seeds, fresh and the manual it stopped no "
+        "trap and refused four answerable drafts; yes/no answers now follow their evidence instead "
+        "(docs/evaluation.md). An empty list runs all nine.",
     )
     answer_check_min_log_odds: float = Field(
         default=0.0,

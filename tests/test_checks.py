@@ -176,7 +176,9 @@ def test_wrong_speaker_lets_through_background_that_names_nobody() -> None:
 
 
 def test_the_new_steps_run_in_order_and_each_can_be_switched_off() -> None:
-    names = [step.name for step in abstention_checks(Settings(), store=None, engine=None, reader=None)]  # type: ignore[arg-type]
+    every = Settings(disabled_checks=[])
+    assert "contradiction" not in [step.name for step in abstention_checks(Settings(), None, None, None)]  # type: ignore[arg-type]
+    names = [step.name for step in abstention_checks(every, store=None, engine=None, reader=None)]  # type: ignore[arg-type]
     assert names.index("citations") < names.index("contradiction") < names.index("wrong speaker")
     assert names[-1] == "polarity"
     off = Settings(disabled_checks=["contradiction", "polarity"])
