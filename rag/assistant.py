@@ -273,7 +273,7 @@ class Assistant:
             return
 
         if kind == "fact" and self.settings.passage_judge:
-            passages = PassageJudge(self.generator).ordered(question, passages, turns)
+            passages = [p for p, _ in PassageJudge(self.generator).ranked(question, passages, turns)]
         long_answer = self.settings.long_answer_tokens if kind != "fact" else None
         excerpts = self.trimmer.trim(retrieval_queries(question, turns)[0], passages)
         style = self.settings.answer_style
@@ -346,7 +346,7 @@ class Assistant:
         reason = next((check.reason for check in self.checks if check.name == refusal[0]), "")
         if not reason:
             return None
-        best, odds = PassageJudge(self.generator).best(question, passages, turns)
+        best, odds = PassageJudge(self.generator).ranked(question, passages, turns)[0]
         if odds < self.settings.answer_check_min_log_odds:
             return None
         prompt = build_prompt(question, [best], turns, self.settings.answer_style, refused_because=reason)

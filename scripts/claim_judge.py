@@ -25,8 +25,8 @@ from typing import get_args
 import numpy as np
 from tqdm import tqdm
 
-from rag.answering.citations import split_claims
-from rag.answering.judge import ClaimJudge, direct_claim
+from rag.answering.citations import direct_claim, split_claims
+from rag.answering.judge import ClaimJudge
 from rag.assistant import Assistant
 from rag.cpu import cpu_info
 from rag.evaluation.metrics import normalize_answer
@@ -64,9 +64,11 @@ def draft_and_passages(assistant: Assistant, question: str) -> tuple[str, list[P
 def pairs_for(assistant: Assistant, judge: ClaimJudge, source: str, question: str, holds_answer, is_gold) -> list[Pair]:
     """The supported and the unsupported pair of one question's direct answer, where both exist."""
     draft, passages = draft_and_passages(assistant, question)
-    claim = direct_claim(split_claims(draft), question)
-    if claim is None or not holds_answer(claim.text):
+    claims = split_claims(draft)
+    index = direct_claim(claims, question)
+    if index is None or not holds_answer(claims[index].text):
         return []
+    claim = claims[index]
     cited = [passages[n - 1] for n in claim.markers if 1 <= n <= len(passages)]
     positive = next((p for p in cited if holds_answer(p.shown_text) and is_gold(p)), None)
     negative = next((p for p in passages if not holds_answer(p.chunk.text) and not is_gold(p)), None)

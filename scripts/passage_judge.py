@@ -46,10 +46,8 @@ def main() -> None:
     for q in tqdm(chosen, desc="questions"):
         passages = assistant.retrieve(q.text, k)
         started = time.perf_counter()
-        odds = [judge.log_odds(q.text, p, []) for p in passages]
+        judged = [p for p, _ in judge.ranked(q.text, passages, [])]
         seconds.append(time.perf_counter() - started)
-        by_odds = sorted(range(len(passages)), key=lambda i: (-odds[i], i))  # ties keep the retrieved order
-        judged = [passages[i] for i in by_odds]
         for name, order in (("retrieved", passages), ("judged", judged)):
             ranked = list(dict.fromkeys(p.source for p in order))
             scores[name]["r1"].append(recall_at_k(ranked, q.paragraph, 1))

@@ -126,10 +126,10 @@ def test_the_passage_judge_picks_the_paris_passage_for_the_lecun_question(assist
 
     judge = PassageJudge(assistant.generator)
     question = "What did LeCun propose in Paris?"
-    best, odds = judge.best(question, assistant.retrieve(question, 4), [])
+    best, odds = judge.ranked(question, assistant.retrieve(question, 4), [])[0]
     assert best.source.endswith(PARIS) and odds >= assistant.settings.answer_check_min_log_odds, (best, odds)
     capital = "What is the capital of Australia?"
-    _, odds = judge.best(capital, assistant.retrieve(capital, 4), [])
+    _, odds = judge.ranked(capital, assistant.retrieve(capital, 4), [])[0]
     assert odds < assistant.settings.answer_check_min_log_odds
 
 

@@ -96,6 +96,12 @@ def novel_stems(claim: str, question: str) -> set[str]:
     return content_stems(claim) - content_stems(question)
 
 
+def direct_claim(claims: list[Claim], question: str) -> int | None:
+    """Which of the answer's sentences is its direct answer: the first that adds to the question (None when
+    none does). The answer stands or falls by it."""
+    return next((i for i, c in enumerate(claims) if novel_stems(c.text, question)), None)
+
+
 # Whether passages (read together) state a claim: the model asked (rag.answering.judge.ClaimJudge.states).
 ClaimStated = Callable[[str, list[Passage]], bool]
 
@@ -154,7 +160,7 @@ class CitationVerifier:
                 if n not in best_for_passage or score > best_for_passage[n][0]:
                     best_for_passage[n] = (score, quotes[i][n - 1])
 
-        answer_claim = next((i for i, c in enumerate(claims) if novel_stems(c.text, question)), 0)
+        answer_claim = direct_claim(claims, question) or 0
         if not each_sentence and not kept[answer_claim] and judge is not None:
             claim = claims[answer_claim]
             valid = [n for n in dict.fromkeys(claim.markers) if 1 <= n <= len(passages)]

@@ -15,7 +15,6 @@ question, for a second attempt (rag.assistant) before an answer is refused.
 
 from __future__ import annotations
 
-from rag.answering.citations import Claim, novel_stems
 from rag.answering.prompts import build_claim_prompt, build_confirm_prompt
 from rag.generation.base import GenerationEngine
 from rag.types import Passage, Turn
@@ -47,18 +46,7 @@ class PassageJudge:
     def log_odds(self, question: str, passage: Passage, history: list[Turn]) -> float:
         return self.engine.yes_log_odds(build_confirm_prompt(question, [passage], history))
 
-    def best(self, question: str, passages: list[Passage], history: list[Turn]) -> tuple[Passage, float]:
-        """The passage judged most likely to answer, with its log-odds."""
-        judged = [(self.log_odds(question, p, history), i) for i, p in enumerate(passages)]
-        odds, i = max(judged)
-        return passages[i], odds
-
-    def ordered(self, question: str, passages: list[Passage], history: list[Turn]) -> list[Passage]:
-        """The passages, those judged most likely to answer first (ties keep the retrieved order)."""
+    def ranked(self, question: str, passages: list[Passage], history: list[Turn]) -> list[tuple[Passage, float]]:
+        """Each passage with its log-odds, those judged most likely to answer first (ties keep the given order)."""
         odds = [self.log_odds(question, p, history) for p in passages]
-        return [passages[i] for i in sorted(range(len(passages)), key=lambda i: (-odds[i], i))]
-
-
-def direct_claim(claims: list[Claim], question: str) -> Claim | None:
-    """The answer's first sentence that adds to the question: the one an answer stands or falls by."""
-    return next((c for c in claims if novel_stems(c.text, question)), None)
+        return [(passages[i], odds[i]) for i in sorted(range(len(passages)), key=lambda i: (-odds[i], i))]
