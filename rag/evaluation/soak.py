@@ -2,7 +2,10 @@
 
 Each client loops over a mix of what users do: JSON and streamed questions, follow-ups, streams closed
 after the first words, document listings and uploads. Every request is recorded with its route,
-status and latency. The run fails (exit 1) on any 5xx, any request that hangs past its timeout, a 503
+status and latency. A run lasts its minutes and then goes on, asking only for what is still missing,
+until each of `ANSWERED_ROUTES` has been answered at least once (at most `OVERTIME_S` more): on two slow
+cores a minute can pass without one whole stream, and a run that never streamed proves nothing about
+streams. The run fails (exit 1) on any 5xx, any request that hangs past its timeout, a 503
 without Retry-After, a generation still running once every client has left, or growth of the server's
 memory or open files beyond noise over the last two thirds of the run (the first third settles the
 allocator and caches). Loopback only, bounded in time and clients.
@@ -52,6 +55,9 @@ MAX_MINUTES, MAX_CLIENTS = 240, 64
 RSS_NOISE = 0.10  # growth of resident memory over the last two thirds that counts as a leak: 10% and 100 MB
 RSS_NOISE_MB = 100
 FD_NOISE = 16
+# Each answered (200) at least once before a run ends, with the action that asks for it once time is up
+ANSWERED_ROUTES = {"POST /api/ask": "ask", "POST /api/ask/stream": "ask_stream", "GET /api/documents": "documents"}
+OVERTIME_S = 600  # how long past its minutes a run waits for a route still unanswered
 RETRY_PAUSE_S = 0.5  # a client's pause after a 503 (shorter than Retry-After, to keep the load up)
 
 
@@ -72,6 +78,7 @@ class SoakResult:
     settled: tuple[float, int] = (0.0, 0)  # a third into the run: what growth is measured from
     end: tuple[float, int] = (0.0, 0)
     left_running: int = 0
+    overtime_s: float = 0.0  # how long past its minutes the run went on for an unanswered route
     problems: list[str] = field(default_factory=list)
 
 
@@ -92,6 +99,7 @@ def soak(settings: Settings, minutes: float, clients: int, seed: int = 0) -> Soa
         result.settled = _resources(server.pid)
         for thread in threads:
             thread.join()
+        result.overtime_s = max(0.0, time.monotonic() - deadline)
         result.left_running = _settled(url)
         result.end = _resources(server.pid)
     result.problems = _problems(result)
@@ -161,8 +169,13 @@ def _client(
     history: list[dict[str, str]] = []
     names, weights = zip(*ACTIONS.items(), strict=True)
     with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
-        while time.monotonic() < deadline:
-            action = rng.choices(names, weights)[0]
+        while True:
+            with lock:
+                missing = unanswered_routes(result)
+            now = time.monotonic()
+            if now >= deadline + (OVERTIME_S if missing else 0):
+                break
+            action = rng.choices(names, weights)[0] if now < deadline else ANSWERED_ROUTES[rng.choice(missing)]
             started = time.perf_counter()
             route, status, note = _act(client, action, rng, history, admin, uploaded)
             with lock:
@@ -223,6 +236,12 @@ def _act(
         return f"{action}", 0, f"connection: {type(exc).__name__}"
 
 
+def unanswered_routes(result: SoakResult) -> list[str]:
+    """The routes of `ANSWERED_ROUTES` with no answered (200) request recorded yet, in their order."""
+    answered = {r.route for r in result.records if r.status == 200}
+    return [route for route in ANSWERED_ROUTES if route not in answered]
+
+
 def _retry_after(reply: httpx.Response) -> str:
     return "503 without Retry-After" if reply.status_code == 503 and not reply.headers.get("retry-after") else ""
 
@@ -276,6 +295,9 @@ def _problems(result: SoakResult) -> list[str]:
         problems.append(f"{len(server_errors)} server errors (5xx)")
     for note, count in Counter(r.note for r in result.records if r.note).items():
         problems.append(f"{count} x {note}")
+    missing = unanswered_routes(result)
+    if missing:
+        problems.append(f"never answered, even {OVERTIME_S} s past the run's minutes: {', '.join(missing)}")
     if result.left_running:
         problems.append(f"{result.left_running} generations still running or waiting after every client left")
     (rss0, fds0), (rss1, fds1) = result.settled, result.end
@@ -297,7 +319,12 @@ def report(result: SoakResult, settings: Settings, cpu: str) -> str:
         f"on {cpu}. {len(result.records)} requests; server RSS after the warm-up / a third in / at the end "
         f"{result.start[0]:.0f} / {result.settled[0]:.0f} / {result.end[0]:.0f} MB, open files "
         f"{result.start[1]} / {result.settled[1]} / {result.end[1]}; generations left running after the clients left: "
-        f"{result.left_running}.",
+        f"{result.left_running}"
+        + (
+            f"; it went on {result.overtime_s:.0f} s past its minutes until each route was answered."
+            if result.overtime_s > 1
+            else "."
+        ),
         "",
         "| route | requests | statuses | p50 (s) | p95 (s) | p99 (s) |",
         "|---|---|---|---|---|---|",

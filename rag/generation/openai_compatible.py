@@ -13,6 +13,8 @@ so the answer service lets several answers run at once (`max_concurrent_generati
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 import sys
 import threading
@@ -34,6 +36,11 @@ TOP_LOGPROBS = 20
 REPLY_LOG_ODDS = 8.0
 PING_TIMEOUT_S = 1.5  # /readyz: a server that cannot list its models this fast is not answering questions
 CHARS_PER_TOKEN = 4  # for servers without a tokenize endpoint: only tokens/s figures use the count
+# What a stream broken off mid-answer raises: the error of the HTTP library the client is built on (httpx for
+# openai 1.x, httpx2 for 3.x), which the client does not wrap once the stream has begun.
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError,) + (
+    (importlib.import_module("httpx2").HTTPError,) if importlib.util.find_spec("httpx2") else ()
+)
 
 
 class OpenAIEngine(GenerationEngine):
@@ -53,8 +60,9 @@ class OpenAIEngine(GenerationEngine):
         self.url = url.rstrip("/")
         self.model = model
         self.max_new_tokens = max_new_tokens
-        # read: the wait for the first token and between two tokens; a hung server fails within it
-        self.timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+        # read: the wait for the first token and between two tokens; a hung server fails within it. The client's
+        # own Timeout type: openai 1.x builds on httpx and refuses nothing else, 3.x on httpx2 and refuses httpx's.
+        self.timeout = openai.Timeout(read_timeout_s, connect=connect_timeout_s)
         self._api_key = api_key
         self.yes_no_method: Literal["logprobs", "reply"] | None = None  # found on the first yes/no question
         self._server_counts = True  # until the server shows it has no tokenize endpoint
@@ -91,7 +99,7 @@ class OpenAIEngine(GenerationEngine):
                         break  # leaving the block closes the stream: the server stops generating
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
-            except (openai.APIError, httpx.HTTPError) as exc:
+            except (openai.APIError, *TRANSPORT_ERRORS) as exc:
                 raise ModelServerUnavailable(f"the model server at {self.url} broke off the answer ({exc})") from exc
 
     def yes_log_odds(self, prompt: Prompt) -> float:
