@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -24,6 +24,9 @@ from rag.models import ModelError
 from rag.settings import Settings, settings_error
 from rag.store.base import IndexStoreError
 from rag.types import Answer, AnswerStyle, Turn
+
+if TYPE_CHECKING:
+    from rag.evaluation.recording import RecordingEngine, ReplayEngine
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -95,6 +98,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", type=Path, help="metrics and answers, one set (default: eval/results/NAME.json)")
     evaluate.add_argument("--html", type=Path, help="report with plots, one set (default: eval/results/NAME.html)")
+    measured = evaluate.add_mutually_exclusive_group()
+    measured.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="also write what each question saw and decided to DIR (run.json and one JSONL per set), to replay",
+    )
+    measured.add_argument(
+        "--replay",
+        type=Path,
+        metavar="DIR",
+        help="ask DIR's recorded questions again on their recorded drafts: only what follows generation runs; "
+        "prints the metrics beside the recording's and every question whose verdict changed",
+    )
     evaluate.set_defaults(run=_eval)
 
     prepare = commands.add_parser("prepare", help="verify and convert the models now, with progress")
@@ -328,11 +345,17 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
         side_by_side,
         terminal_table,
     )
+    from rag.evaluation.recording import Recorder, RecordingEngine, Replay, ReplayEngine, load_recording
     from rag.evaluation.report import write_html
 
     gate = load_gate(args.gate) if args.gate else None
+    recording = load_recording(args.replay) if args.replay else None
     default_sets = [DEFAULT_EVAL_SET] if gate else [DEFAULT_EVAL_SET, HELD_OUT_EVAL_SET, MANUAL_EVAL_SET]
     paths = args.sets or default_sets
+    if recording is not None:  # the recorded sets and questions, whatever else was asked for
+        if args.sets or gate:
+            raise EvalSetError("--replay asks the recording's own questions: leave out --set and --gate")
+        paths = [Path(entry["path"]) for entry in recording.header["sets"].values()]
     if (args.json or args.html) and len(paths) > 1:
         raise EvalSetError("--json and --html name one report: give one --set with them")
     question_sets = [load_question_set(path) for path in paths]
@@ -347,18 +370,42 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
         question_sets = [q for q in question_sets if q.corpus.is_dir()]
     if gate:
         question_sets = [question_sets[0].subset(gate.questions)]
+    if recording is not None:
+        question_sets = [q.subset(recording.header["sets"][q.name]["questions"]) for q in question_sets]
+    engine = _measured_engine(assistant, args)
+    recorder, replay = None, None
+    if isinstance(engine, RecordingEngine):
+        recorder = Recorder(args.record, _this_run(assistant, engine.name), engine)
+    elif isinstance(engine, ReplayEngine) and recording is not None:
+        recording.check_matches(_this_run(assistant, engine.name))
+        engine.drafts = recording.drafts()
+        replay = Replay(recording, engine)
     evaluators: dict[str, Assistant] = {}  # one index per corpus, one loaded model for all
     reports = []
-    for question_set in question_sets:
+    for question_set, path in zip(question_sets, paths, strict=True):
         settings = eval_settings(assistant.settings, question_set)
         key = settings.model_dump_json()
         if key not in evaluators:
-            shared = next(iter(evaluators.values())).generator if evaluators else None
+            shared = next(iter(evaluators.values())).generator if evaluators else engine
             evaluators[key] = Assistant(settings, generator=shared)
         evaluator = evaluators[key]
         _print_index_report(index_own(evaluator, progress=True))
-        report = run_question_set(evaluator, question_set, progress=True)
+        on_result = None
+        if engine is not None:  # warmed up here, so the warm-up's model call is not one question's
+            evaluator.warm_up()
+            engine.take_calls()
+        if recorder is not None:
+            recorder.start_set(question_set.name, str(path), [q.id for q in question_set.questions])
+            on_result = recorder.on_result(question_set.name)
+        elif replay is not None:
+            on_result = replay.on_result(question_set.name)
+        report = run_question_set(evaluator, question_set, progress=True, on_result=on_result, warm_up=engine is None)
         reports.append(report)
+        if recorder is not None:
+            recorder.finish_set(question_set.name, report.metrics, report.seconds)
+        if replay is not None:
+            print(replay.compare(report))
+            continue  # a replay writes no report over the eval's own
         results = Path("eval/results")
         json_path = args.json or results / f"{report.name}{'-gate' if gate else ''}.json"
         html_path = args.html or results / f"{report.name}{'-gate' if gate else ''}.html"
@@ -377,6 +424,24 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
             return 1
         print(f"Eval gate passed ({args.gate})")
     return 0
+
+
+def _measured_engine(assistant: Assistant, args: argparse.Namespace) -> RecordingEngine | ReplayEngine | None:
+    """The engine the eval asks through: None for the configured one as it is, or it wrapped to record or replay."""
+    from rag.evaluation.recording import RecordingEngine, ReplayEngine
+
+    if args.record:
+        return RecordingEngine(assistant.generator)
+    if args.replay:
+        return ReplayEngine(assistant.generator, {})
+    return None
+
+
+def _this_run(assistant: Assistant, engine: str) -> dict[str, Any]:
+    from rag.cpu import cpu_info
+    from rag.evaluation.recording import run_header
+
+    return run_header(assistant.settings.model_dump(mode="json"), engine, cpu_info().describe())
 
 
 def _eval_squad(assistant: Assistant, args: argparse.Namespace) -> int:
@@ -411,7 +476,8 @@ def _render(answer: Answer) -> str:
     for c in answer.citations:
         doc_offset = c.quote_start - c.start
         quote = c.text[doc_offset : doc_offset + (c.quote_end - c.quote_start)]
-        lines.append(f"  [{c.n}] {c.title} — {c.source} (chars {c.start}-{c.end})")
+        place = f", {c.place}" if c.place else ""
+        lines.append(f"  [{c.n}] {c.title}{place} — {c.source} (chars {c.start}-{c.end})")
         lines.append(f'      "{quote}"')
     t = answer.timings
     lines.append(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -403,10 +403,21 @@ def per_category(results: list[QuestionResult]) -> dict[str, dict[str, float | i
     return table
 
 
-def run_question_set(assistant: Assistant, question_set: QuestionSet, progress: bool = False) -> EvalReport:
-    """Ask every question in order; a follow-up gets the assistant's own answer to its first question."""
+def run_question_set(
+    assistant: Assistant,
+    question_set: QuestionSet,
+    progress: bool = False,
+    on_result: Callable[[EvalQuestion, Streamed, QuestionResult, list[Turn]], None] | None = None,
+    warm_up: bool = True,
+) -> EvalReport:
+    """Ask every question in order; a follow-up gets the assistant's own answer to its first question.
+
+    `on_result` sees each question as it is scored, with the history it was asked with (a recording);
+    `warm_up=False` when the caller has warmed the assistant up itself (outside what it records).
+    """
     started = time.perf_counter()
-    assistant.warm_up()
+    if warm_up:
+        assistant.warm_up()
     answers: dict[str, Answer] = {}
     results = []
     for question in tqdm(question_set.questions, desc="questions", unit="q", disable=not progress):
@@ -417,6 +428,8 @@ def run_question_set(assistant: Assistant, question_set: QuestionSet, progress: 
         streamed = timed_answer(assistant, question.question, history)
         answers[question.id] = streamed.answer
         results.append(score(question, streamed, assistant.settings.top_k))
+        if on_result is not None:
+            on_result(question, streamed, results[-1], history)
     s = assistant.settings
     config = {
         "embedding_model": s.embedding_model,
