@@ -96,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--gate", type=Path, help="run only the gate's questions of eval/seeds.json; exit 1 below its thresholds (CI)"
     )
+    evaluate.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"ask only {QUICK_EVAL} of seeds, fresh and manual (about 40 questions, stratified, frozen)",
+    )
     evaluate.add_argument("--json", type=Path, help="metrics and answers, one set (default: eval/results/NAME.json)")
     evaluate.add_argument("--html", type=Path, help="report with plots, one set (default: eval/results/NAME.html)")
     measured = evaluate.add_mutually_exclusive_group()
@@ -333,6 +338,7 @@ def _ask(assistant: Assistant, args: argparse.Namespace) -> int:
 DEFAULT_EVAL_SET = Path("eval/seeds.json")  # the questions tuned on
 HELD_OUT_EVAL_SET = Path("eval/fresh.json")  # written before the changes they measure; never tuned on
 MANUAL_EVAL_SET = Path("eval/manual.json")  # the same, over another kind of text: the PostgreSQL 15 manual
+QUICK_EVAL = Path("eval/quick.toml")  # a fixed stratified sample of the three, to choose between changes
 
 
 def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
@@ -341,6 +347,7 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
         index_own,
         load_gate,
         load_question_set,
+        load_quick,
         run_question_set,
         side_by_side,
         terminal_table,
@@ -352,9 +359,11 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
     recording = load_recording(args.replay) if args.replay else None
     default_sets = [DEFAULT_EVAL_SET] if gate else [DEFAULT_EVAL_SET, HELD_OUT_EVAL_SET, MANUAL_EVAL_SET]
     paths = args.sets or default_sets
+    if args.quick and (args.sets or gate):
+        raise EvalSetError("--quick asks its own questions of the default sets: leave out --set and --gate")
     if recording is not None:  # the recorded sets and questions, whatever else was asked for
-        if args.sets or gate:
-            raise EvalSetError("--replay asks the recording's own questions: leave out --set and --gate")
+        if args.sets or gate or args.quick:
+            raise EvalSetError("--replay asks the recording's own questions: leave out --set, --gate and --quick")
         paths = [Path(entry["path"]) for entry in recording.header["sets"].values()]
     if (args.json or args.html) and len(paths) > 1:
         raise EvalSetError("--json and --html name one report: give one --set with them")
@@ -367,9 +376,14 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
                     "installs them",
                     file=sys.stderr,
                 )
+        paths = [p for p, q in zip(paths, question_sets, strict=True) if q.corpus.is_dir()]
         question_sets = [q for q in question_sets if q.corpus.is_dir()]
     if gate:
-        question_sets = [question_sets[0].subset(gate.questions)]
+        paths, question_sets = paths[:1], [question_sets[0].subset(gate.questions)]
+    if args.quick:
+        quick = load_quick(QUICK_EVAL)
+        paths = [p for p, q in zip(paths, question_sets, strict=True) if q.name in quick]
+        question_sets = [q.subset(quick[q.name]) for q in question_sets if q.name in quick]
     if recording is not None:
         question_sets = [q.subset(recording.header["sets"][q.name]["questions"]) for q in question_sets]
     engine = _measured_engine(assistant, args)
@@ -407,8 +421,9 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
             print(replay.compare(report))
             continue  # a replay writes no report over the eval's own
         results = Path("eval/results")
-        json_path = args.json or results / f"{report.name}{'-gate' if gate else ''}.json"
-        html_path = args.html or results / f"{report.name}{'-gate' if gate else ''}.html"
+        suffix = "-gate" if gate else "-quick" if args.quick else ""
+        json_path = args.json or results / f"{report.name}{suffix}.json"
+        html_path = args.html or results / f"{report.name}{suffix}.html"
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         write_html(report, html_path)

@@ -25,6 +25,7 @@ from rag.evaluation.question_set import (
     is_correct,
     load_gate,
     load_question_set,
+    load_quick,
     per_category,
     summarize,
 )
@@ -256,6 +257,20 @@ def test_the_shipped_gate_names_real_questions_of_every_category(seed_set) -> No
     for kind in ("yes_no", "summary", "comparison", "list", "collection"):  # issues 16 and 17: two of each
         assert sum(q.category == kind for q in subset.questions) >= 2, kind
     assert gate.minimums["correctness"] >= 0.5 and gate.maximums["false_abstention"] <= 0.25
+
+
+def test_the_quick_eval_samples_every_set_kind_trap_and_polarity_in_about_forty_questions() -> None:
+    """eval/quick.toml (drawn once by scripts/quick_sample.py, frozen) names real questions; in each set every
+    category, both yes/no polarities and a trap are asked."""
+    quick = load_quick(ROOT / "eval" / "quick.toml")
+    assert set(quick) == {"seeds", "fresh", "manual"}
+    assert 35 <= sum(len(ids) for ids in quick.values()) <= 45
+    for path in (SEED_SET, FRESH_SET, MANUAL_SET):
+        question_set = load_question_set(path)
+        asked = question_set.subset(quick[question_set.name]).questions
+        assert {q.category for q in asked} == {q.category for q in question_set.questions}, path
+        assert {q.polarity for q in asked if q.polarity} == {"yes", "no"}, path
+        assert any(q.trap for q in asked), path
 
 
 @pytest.mark.parametrize(

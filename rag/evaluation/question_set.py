@@ -556,6 +556,19 @@ def load_gate(path: Path) -> Gate:
         raise EvalSetError(f"{path}: malformed gate file ({exc})") from None
 
 
+def load_quick(path: Path) -> dict[str, tuple[str, ...]]:
+    """The quick eval's questions: set name -> question ids (eval/quick.toml, drawn once and frozen)."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return {name: tuple(ids) for name, ids in raw.items()}
+    except FileNotFoundError:
+        raise EvalSetError(f"{path}: no such file; scripts/quick_sample.py --write draws it") from None
+    except (TypeError, tomllib.TOMLDecodeError) as exc:
+        raise EvalSetError(f"{path}: malformed quick eval file ({exc})") from None
+
+
 def side_by_side(reports: Sequence[EvalReport]) -> str:
     """The headline metrics of several sets in one table: a gap between the tuned set and a held-out one
     shows rules that fit their questions rather than the task."""
