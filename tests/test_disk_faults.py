@@ -92,8 +92,14 @@ def test_uploads_until_the_disk_fills_get_507_naming_it_and_the_previous_index_i
     tmp_path: Path,
 ) -> None:
     with small_disk(tmp_path / "disk") as disk:
+        # The tiny model's own answer check is no part of what is tested here (and on some CPUs it refuses the
+        # LeCun answer): the answer below shows the previous index is served, cited from it.
         settings = Settings(
-            index_dir=disk / "index", default_corpus=SEEDS, generator_model="smollm2-135m", admin_token=ADMIN
+            index_dir=disk / "index",
+            default_corpus=SEEDS,
+            generator_model="smollm2-135m",
+            admin_token=ADMIN,
+            disabled_checks=["contradiction", "answer check"],
         )
         assistant = prepared_assistant(settings)
         ballast = fill(disk, leave_bytes=512 * 1024)  # a 512 KB margin, filled by real uploads below

@@ -224,17 +224,32 @@ class AnswerCheck(Check):
 
     Small models answer questions whose premise the passages do not support ("Why did Meta sell PyTorch
     to Google?") from passages on the same topic, yet judge "does this passage answer it?" well.
+
+    A yes/no question is answered by passages that settle it: when the model, asked the question over the
+    cited passages alone, reads a clear Yes or No (`PolarityReader`) and the answer opens with that word,
+    the check lets it stand without asking. "Does this passage answer it?" is the wrong question there: a
+    passage that denies the premise ("Is PyTorch still owned by Meta?" over "Meta no longer owns PyTorch")
+    answers No, yet the model, asked, leans to "it does not answer it".
     """
 
     name = "answer check"
     before_generation = False
     reason = "the passages it cites do not answer the question"
 
-    def __init__(self, engine: GenerationEngine, min_log_odds: float) -> None:
+    def __init__(self, engine: GenerationEngine, min_log_odds: float, reader: PolarityReader | None = None) -> None:
         self.engine = engine
         self.min_log_odds = min_log_odds
+        self.reader = reader
 
     def refusal(self, case: Case) -> str | None:
+        said = opening_polarity(case.verified.text)
+        if (
+            self.reader is not None
+            and said is not None
+            and is_yes_no_question(case.question)
+            and self.reader.reading(case.question, case.cited_passages, case.history) == said
+        ):
+            return None  # the passages settle the question, the way the answer does
         odds = self.engine.yes_log_odds(build_confirm_prompt(case.question, case.cited_passages, case.history))
         return None if odds >= self.min_log_odds else ABSTAIN_TEXT
 
@@ -274,7 +289,7 @@ def abstention_checks(
         Contradiction(),
         WrongSpeaker(),
         CitedNames(store),
-        AnswerCheck(engine, settings.answer_check_min_log_odds),
+        AnswerCheck(engine, settings.answer_check_min_log_odds, reader),
         PolarityDisagrees(reader),
     ]
     return [step for step in steps if step.name not in settings.disabled_checks]
