@@ -491,8 +491,7 @@ def _render(answer: Answer) -> str:
     for c in answer.citations:
         doc_offset = c.quote_start - c.start
         quote = c.text[doc_offset : doc_offset + (c.quote_end - c.quote_start)]
-        place = f", {c.place}" if c.place else ""
-        lines.append(f"  [{c.n}] {c.title}{place} — {c.source} (chars {c.start}-{c.end})")
+        lines.append(f"  [{c.n}] {c.title} — {c.source} (chars {c.start}-{c.end})")
         lines.append(f'      "{quote}"')
     t = answer.timings
     lines.append(
