@@ -139,6 +139,22 @@ def _parser() -> argparse.ArgumentParser:
         "--answer-style", choices=get_args(AnswerStyle), default="short", help="answer prompt (default: short)"
     )
     squad.set_defaults(run=_eval_squad)
+    fidelity = suites.add_parser(
+        "fidelity",
+        help="read a recording's answers again under the current settings against full reading: KL divergence, "
+        "top-1 and greedy agreement, log-likelihood (passage states, excerpts, quantization), without generating",
+    )
+    fidelity.add_argument("--against", type=Path, metavar="DIR", required=True, help="a recording (rag eval --record)")
+    fidelity.add_argument(
+        "--eval",
+        type=Path,
+        metavar="DIR2",
+        help="a recording of the same questions made under the current settings: say how well fidelity predicts "
+        "which verdicts changed",
+    )
+    fidelity.add_argument("--limit", type=_count, default=0, help="only the first N recorded answers (default: all)")
+    fidelity.add_argument("--json", type=Path, help="also write every answer's figures to FILE")
+    fidelity.set_defaults(run=_eval_fidelity)
 
     mcp = commands.add_parser(
         "mcp", help="serve the assistant to an MCP client over stdio (tools ask and search, documents as resources)"
@@ -457,6 +473,29 @@ def _this_run(assistant: Assistant, engine: str) -> dict[str, Any]:
     from rag.evaluation.recording import run_header
 
     return run_header(assistant.settings.model_dump(mode="json"), engine, cpu_info().describe())
+
+
+def _eval_fidelity(assistant: Assistant, args: argparse.Namespace) -> int:
+    from rag.evaluation.fidelity import against_eval, iter_answers, measure_fidelity
+    from rag.evaluation.recording import load_recording
+
+    recording = load_recording(args.against)
+    engine = assistant.generator
+    recording.check_matches(_this_run(assistant, engine.name))
+    engine_id = str(getattr(engine, "state_id", engine.name))
+    report = measure_fidelity(engine, recording, engine_id, limit=args.limit, progress=True)
+    states = "passage states" if engine.passage_states is not None else "full reading"
+    print(f"Fidelity of this configuration ({engine.name}, {states}) against full reading of {args.against}:")
+    print(report.table())
+    print("Furthest from full reading:")
+    for line in list(iter_answers(report))[:10]:
+        print(line)
+    if args.eval:
+        print(against_eval(report, recording, load_recording(args.eval)))
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        print(f"Wrote {args.json}")
+    return 0
 
 
 def _eval_squad(assistant: Assistant, args: argparse.Namespace) -> int:

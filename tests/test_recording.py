@@ -141,3 +141,50 @@ def test_a_recording_under_another_model_or_prompt_version_is_refused(
             assert main(["eval", "--replay", str(copy)]) != 0
         error = capsys.readouterr().err
         assert f"{field} {value!r} there" in error and "Record again" in error, error
+
+
+def test_fidelity_of_full_reading_against_itself_is_exact_and_passage_states_move_it(
+    recorded: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recorded answers read again as recorded: KL 0, every top token the same. Read from passage states
+    (each passage computed without the others) the distributions move, and fidelity says so."""
+    _, root, folder = recorded
+    figures = {}
+    for states in ("false", "true"):
+        with pytest.MonkeyPatch.context() as env:
+            _tiny(env, root)
+            env.setenv("RAG_PASSAGE_STATES", states)
+            env.setenv("RAG_PASSAGE_STATE_DIR", str(tmp_path / "states"))
+            assert main(["eval", "fidelity", "--against", str(folder), "--json", str(tmp_path / f"{states}.json")]) == 0
+        figures[states] = json.loads((tmp_path / f"{states}.json").read_text(encoding="utf-8"))
+    printed = capsys.readouterr().out
+    assert "Fidelity of this configuration" in printed and "full reading" in printed
+    lines = [json.loads(line) for line in (folder / "few.jsonl").read_text(encoding="utf-8").splitlines()]
+    generated = [line for line in lines if any(c["call"] == "stream" for c in line["calls"])]
+    same = figures["false"]["answers"]
+    assert len(same) == len(generated) > 0
+    assert all(a["kl"] < 1e-6 and a["top1"] == 1.0 for a in same), same
+    assert all(a["log_likelihood"] == pytest.approx(a["reference_log_likelihood"], abs=1e-5) for a in same)
+    moved = figures["true"]["answers"]
+    assert len(moved) == len(same) and max(a["kl"] for a in moved) > 1e-3, moved
+    assert list((folder).glob("fidelity-reference-*.jsonl"))  # full readings kept: the second run reused them
+    assert figures["true"]["reference_seconds"] == 0
+
+
+def test_fidelity_refuses_a_recording_without_answer_tokens(
+    recorded: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, root, folder = recorded
+    copy = tmp_path / "old"
+    copy.mkdir()
+    (copy / RUN_FILE).write_bytes((folder / RUN_FILE).read_bytes())
+    lines = [json.loads(line) for line in (folder / "few.jsonl").read_text(encoding="utf-8").splitlines()]
+    for line in lines:
+        for call in line["calls"]:
+            call.pop("tokens", None)
+    (copy / "few.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as env:
+        _tiny(env, root)
+        assert main(["eval", "fidelity", "--against", str(copy)]) != 0
+    error = capsys.readouterr().err
+    assert "keeps no answer's tokens" in error and "record again" in error, error

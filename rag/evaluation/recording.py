@@ -27,6 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rag.answering import prompts
 from rag.evaluation.question_set import EvalQuestion, EvalReport, QuestionResult, Streamed
 from rag.generation.base import GenerationEngine
@@ -92,6 +94,12 @@ class _Delegating(GenerationEngine):
     def stream(self, prompt: Prompt, cancel: threading.Event | None = None) -> Iterator[str]:
         yield from self.inner.stream(prompt, cancel)
 
+    def answer_tokens(self, text: str) -> list[int]:
+        return self.inner.answer_tokens(text)
+
+    def continuation_log_probs(self, prompt: Prompt, continuation: list[int]) -> np.ndarray:
+        return self.inner.continuation_log_probs(prompt, continuation)
+
     def yes_log_odds(self, prompt: Prompt) -> float:
         odds = self.inner.yes_log_odds(prompt)
         self._note({"call": "yes_no", "key": prompt_key(prompt), "messages": prompt.messages, "log_odds": odds})
@@ -126,11 +134,19 @@ class RecordingEngine(_Delegating):
                     "messages": prompt.messages,
                     "prompt_tokens": self.inner.count_tokens("".join(m["content"] for m in prompt.messages)),
                     "max_new_tokens": prompt.max_new_tokens,
-                    "passages_from_states": bool(prompt.passages),
+                    "fixed": prompt.fixed,
+                    "segments": [asdict(segment) for segment in prompt.passages],
                     "pieces": pieces,
+                    "tokens": self._tokens("".join(pieces)),
                     "seconds": round(time.perf_counter() - started, 3),
                 }
             )
+
+    def _tokens(self, text: str) -> list[int] | None:
+        try:
+            return self.inner.answer_tokens(text)
+        except NotImplementedError:  # a model server: its drafts replay, they cannot be read again for fidelity
+            return None
 
 
 class ReplayEngine(_Delegating):

@@ -15,6 +15,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import ClassVar
 
+import numpy as np
+
 from rag.generation.context import MissingState, Plan
 from rag.generation.passage_states import PassageState, PassageStateStore
 from rag.types import Prompt
@@ -41,6 +43,18 @@ class GenerationEngine(ABC):
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` by this model's tokenizer, e.g. to turn a streamed answer's time into tokens/s."""
+
+    def answer_tokens(self, text: str) -> list[int]:
+        """`text` as this model's tokens, for reading a recorded answer again (`continuation_log_probs`)."""
+        raise NotImplementedError(f"the {self.name} engine does not show its tokens")
+
+    def continuation_log_probs(self, prompt: Prompt, continuation: list[int]) -> np.ndarray:
+        """Teacher forcing: row i is log P(next token | prompt, continuation[:i]) over the whole vocabulary.
+
+        What `rag eval fidelity` compares between two readings of the same prompt (full reading against
+        passage states, say); an engine without next-token scores (a model server) cannot be measured so.
+        """
+        raise NotImplementedError(f"the {self.name} engine gives no next-token scores to measure fidelity with")
 
     def ping(self) -> None:
         """Raise `DependencyUnavailable` if the engine cannot answer now (`/readyz`); an engine in this process

@@ -157,6 +157,27 @@ class LlamaCppEngine(PassageStateEngine):
         scores -= np.logaddexp.reduce(scores)  # log-softmax
         return float(np.logaddexp.reduce(scores[words["yes"]]) - np.logaddexp.reduce(scores[words["no"]]))
 
+    def answer_tokens(self, text: str) -> list[int]:
+        return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    def continuation_log_probs(self, prompt: Prompt, continuation: list[int]) -> np.ndarray:
+        with self._lock:
+            _, logits = self._prefill(prompt)
+            rows = [logits[None]]
+            llama = self._llama
+            forced = continuation[:-1]
+            for first in range(0, len(forced), BATCH_TOKENS):
+                batch = forced[first : first + BATCH_TOKENS]
+                start = llama.n_tokens
+                llama._batch.set_batch(batch=batch, n_past=start, logits_all=True)
+                llama._ctx.decode(llama._batch)
+                llama.input_ids[start : start + len(batch)] = batch
+                llama.n_tokens = start + len(batch)
+                self._held = self._held[:start] + batch
+                rows.append(self._logits(len(batch)))
+        scores = np.concatenate(rows).astype(np.float32)
+        return scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
+
     def _passage_state(self, missing: MissingState, fixed: int) -> PassageState | None:
         """The passage's cells, copied to the scratch sequence and saved from there."""
         import llama_cpp

@@ -24,6 +24,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from rag.generation.base import PassageStateEngine
 from rag.generation.context import MissingState, Piece, Plan, plan_prompt, state_plan
 from rag.generation.greedy import accepted_drafts, prompt_lookup, stream_greedy
@@ -132,6 +134,24 @@ class TransformersEngine(PassageStateEngine):
         scores = torch.log_softmax(logits.float(), dim=-1)
         return float(torch.logsumexp(scores[words["yes"]], 0) - torch.logsumexp(scores[words["no"]], 0))
 
+    def answer_tokens(self, text: str) -> list[int]:
+        return self._tokenize(text)
+
+    def continuation_log_probs(self, prompt: Prompt, continuation: list[int]) -> np.ndarray:
+        import torch
+
+        _, model = self._loaded
+        with self._lock, torch.inference_mode():
+            _, logits = self._prefill(prompt)
+            rows = [logits[None].float()]
+            forced = continuation[:-1]
+            if forced:
+                start = self._cache.get_seq_length()
+                out = model(input_ids=torch.tensor([forced]), cache=self._cache, logits_to_keep=len(forced)).logits
+                rows.append(out[0].float())
+                self._held = [*self._held[:start], *forced]
+            return torch.log_softmax(torch.cat(rows), dim=-1).numpy()
+
     def _passage_state(self, missing: MissingState, fixed: int) -> PassageState:
         """The passage's keys and values in every layer (the keys as rotated at the positions it was read at,
         which come first in its data)."""
@@ -210,7 +230,7 @@ class TransformersEngine(PassageStateEngine):
         tensors = torch.frombuffer(bytearray(state.data[4:]), dtype=dtype)
         if tensors.numel() % (2 * layers * state.tokens):
             return False
-        tensors = tensors.view(2, layers, -1, state.tokens, model.config.head_dim)
+        tensors = tensors.view(2, layers, -1, state.tokens, _head_dim(model.config))
         window = slice(piece.first, piece.first + len(piece.tokens))
         keys, values = tensors[0][:, :, window], tensors[1][:, :, window]
         shift = cache.get_seq_length() - (start + piece.first)
@@ -296,6 +316,11 @@ def _tensor_bytes(tensor: Any) -> bytes:
     import torch
 
     return tensor.view(torch.uint8).numpy().tobytes() if tensor.dtype == torch.bfloat16 else tensor.numpy().tobytes()
+
+
+def _head_dim(config: Any) -> int:
+    """Qwen2's config names `head_dim` only in some transformers versions; it is the hidden size per head."""
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
 
 def _rotated(model: Any, keys: Any, shift: int) -> Any:
