@@ -189,7 +189,7 @@ class Assistant:
 
     def _state_prompt(self, document: Document, chunk: Chunk) -> Prompt:
         """A prompt holding one passage as answers number it: what its state is computed from."""
-        passage = Passage(chunk, document.title, document.source, 1.0, 1.0)
+        passage = Passage(chunk, document.title, document.source, 1.0, 1.0, document.places_in(chunk.start, chunk.end))
         return build_prompt("", [passage], [], self.settings.answer_style)
 
     def start_state_worker(self) -> StateWorker:
@@ -481,13 +481,13 @@ class Assistant:
             if document.text
             else Chunk(f"{document.doc_id}:0", document.doc_id, 0, "", 0, 0)
         )
-        return Passage(chunk, document.title, document.source, 1.0, 1.0)
+        return Passage(chunk, document.title, document.source, 1.0, 1.0, document.places_in(chunk.start, chunk.end))
 
     @staticmethod
     def _document_passage(document: Document) -> Passage:
         """A whole document as one passage: a summary sentence is checked against all of it."""
         chunk = Chunk(f"{document.doc_id}:all", document.doc_id, 0, document.text, 0, len(document.text))
-        return Passage(chunk, document.title, document.source, 1.0, 1.0)
+        return Passage(chunk, document.title, document.source, 1.0, 1.0, document.places_in(chunk.start, chunk.end))
 
     def retrieve(self, question: str, top_k: int, history: Sequence[Turn] = ()) -> list[Passage]:
         """The passages an answer to `question` would be written from; evaluations rank with this too."""

@@ -181,7 +181,8 @@ def _parser() -> argparse.ArgumentParser:
         "--sections",
         nargs="+",
         help="machine generation embedding retrieval end-to-end (the default), stores model-server replicas (a team "
-        "deployment: docs/BENCHMARKS-TEAM.md), integrations (every interface: docs/BENCHMARKS-INTEGRATIONS.md)",
+        "deployment: docs/BENCHMARKS-TEAM.md), integrations (every interface: docs/BENCHMARKS-INTEGRATIONS.md), "
+        "ingestion (every file format: docs/BENCHMARKS-INGESTION.md)",
     )
     bench.add_argument("--output", default="docs/BENCHMARKS.md", help="Markdown report ('-' for stdout only)")
     bench.set_defaults(run=_bench)
@@ -530,7 +531,8 @@ def _render(answer: Answer) -> str:
     for c in answer.citations:
         doc_offset = c.quote_start - c.start
         quote = c.text[doc_offset : doc_offset + (c.quote_end - c.quote_start)]
-        lines.append(f"  [{c.n}] {c.title} — {c.source} (chars {c.start}-{c.end})")
+        place = f", {c.place}" if c.place else ""
+        lines.append(f"  [{c.n}] {c.title}{place} — {c.source} (chars {c.start}-{c.end})")
         lines.append(f'      "{quote}"')
     t = answer.timings
     lines.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -28,13 +29,49 @@ AbstainedBy = Literal[
 
 
 @dataclass(frozen=True)
+class Place:
+    """Where a page, slide or sheet starts in a document's text, and how a citation names it ("p. 4")."""
+
+    start: int
+    label: str
+
+
+def places_of(raw: Any) -> tuple[Place, ...]:
+    """Places as read back from JSON (documents.jsonl, a jsonb column): dicts or `[start, label]` pairs."""
+    return tuple(p if isinstance(p, Place) else Place(**p) if isinstance(p, dict) else Place(*p) for p in raw or ())
+
+
+def label_at(places: tuple[Place, ...], offset: int) -> str:
+    """The label of the place holding `offset`; "" when the format has none, or before the first."""
+    index = bisect_right([p.start for p in places], offset) - 1
+    return places[index].label if index >= 0 else ""
+
+
+@dataclass(frozen=True)
 class Document:
-    """A whole source file as text; `doc_id` is the sha256 of the text, so edits change it."""
+    """A whole source file as text; `doc_id` is the sha256 of the text, so edits change it.
+
+    `places` (in order of `start`) say which page, slide or sheet each part of the text came from; a
+    format without pages has none.
+    """
 
     doc_id: str
     title: str
     source: str
     text: str
+    places: tuple[Place, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "places", places_of(self.places))
+
+    def place_at(self, offset: int) -> str:
+        """The page, slide or sheet holding `offset`; "" for a format without places."""
+        return label_at(self.places, offset)
+
+    def places_in(self, start: int, end: int) -> tuple[Place, ...]:
+        """The places a span of the text lies on: the one holding `start`, and each that starts before `end`."""
+        first = max(0, bisect_right([p.start for p in self.places], start) - 1)
+        return tuple(p for p in self.places[first:] if p.start < end)
 
 
 @dataclass(frozen=True)
@@ -62,6 +99,16 @@ class Passage:
     source: str
     score: float
     relevance: float
+    places: tuple[Place, ...] = ()  # the document's pages/slides/sheets this chunk spans (`Document.places_in`)
+
+    @property
+    def place(self) -> str:
+        """The page, slide or sheet the chunk starts on ("p. 4"), shown beside the title."""
+        return label_at(self.places, self.chunk.start)
+
+    def place_at(self, offset: int) -> str:
+        """The page, slide or sheet holding document offset `offset` (a cited quote's start)."""
+        return label_at(self.places, offset)
 
     @property
     def shown_text(self) -> str:
@@ -126,6 +173,7 @@ class Sources:
                     "doc_id": p.chunk.doc_id,
                     "title": p.title,
                     "source": p.source,
+                    "place": p.place,
                     "start": p.chunk.start,
                     "end": p.chunk.end,
                     "text": p.chunk.text,
@@ -166,6 +214,7 @@ class Citation:
     score: float
     quote_start: int
     quote_end: int
+    place: str = ""  # "p. 4", "slide 3", "sheet Budgets 2027": where in the file, when the format has places
 
 
 # What kind of problem skipped a file: the label /metrics counts ingest errors by.

@@ -7,21 +7,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: chromium for the browser tests (Playwright's own browser download does not work offline),
-# and the PostgreSQL 15 manual (HTML) that eval/manual.json asks about.
+# the PostgreSQL 15 manual (HTML) that eval/manual.json asks about, and Tesseract, which reads scans and
+# photos of text (rag/ingestion/formats/ocr.py).
 packages=()
 command -v chromium >/dev/null || packages+=(chromium)
 [ -d /usr/share/doc/postgresql-doc-15/html ] || packages+=(postgresql-doc-15)
+command -v tesseract >/dev/null || packages+=(tesseract-ocr)
+[ -n "$(ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata 2>/dev/null)" ] || packages+=(tesseract-ocr-eng)
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=$(command -v sudo || true)
   if [ "$(id -u)" = 0 ] || [ -n "$sudo" ]; then
     echo "Installing ${packages[*]} (Debian packages) ..." >&2
     # not fatal here: without chromium the browser tests fail naming it; without the manual, rag eval skips
-    # eval/manual.json and says why
+    # eval/manual.json and says why; without tesseract a scan is skipped with a line saying to install it
     { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null; } ||
-      echo "Note: could not install ${packages[*]} with apt-get (the browser tests need chromium, eval/manual.json postgresql-doc-15)" >&2
+      echo "Note: could not install ${packages[*]} with apt-get (the browser tests need chromium, eval/manual.json postgresql-doc-15, OCR tesseract-ocr)" >&2
   else
-    echo "Note: the browser tests need chromium and eval/manual.json postgresql-doc-15: apt-get install ${packages[*]}" >&2
+    echo "Note: the browser tests need chromium, eval/manual.json postgresql-doc-15, OCR of scans tesseract-ocr: apt-get install ${packages[*]}" >&2
   fi
 fi
 

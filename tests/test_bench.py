@@ -12,7 +12,8 @@ from rag.cpu import cpu_info
 from rag.embedding.embedder import Embedder
 from rag.evaluation.bench import run_bench
 from rag.evaluation.bench.generation import GENERATION_QUESTIONS
-from rag.evaluation.bench.report import Series
+from rag.evaluation.bench.ingestion import ingestion
+from rag.evaluation.bench.report import Report, Series
 from rag.settings import Settings
 
 
@@ -94,3 +95,16 @@ def test_bf16_embeddings_are_unit_vectors_close_to_float32(embedder: Embedder) -
 def test_unknown_bench_section_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--sections", "nonsense"]) == 2
     assert "unknown bench sections" in capsys.readouterr().err
+
+
+def test_ingestion_section_reads_every_format_in_its_own_process(tmp_path: Path) -> None:
+    """The code of docs/BENCHMARKS-INGESTION.md, on two files of a mail and of a scan (the manual left out)."""
+    report = Report()
+    kinds = ("notice.eml", "scan.pdf")
+    ingestion(report, Settings(index_dir=tmp_path / "index"), office_sets=2, manual=None, kinds=kinds)
+    rows = [line for line in report.lines if line.startswith("| ") and not line.startswith("| format")]
+    assert [row.split("|")[1].strip() for row in rows] == list(kinds)
+    for row in rows:
+        _, _, files, skipped, chunks, *rates, rss, size, _ = (cell.strip() for cell in row.split("|"))
+        assert (files, skipped) == ("2", "0") and int(chunks) >= 2, row  # a mail's attachment is a chunk more
+        assert all(float(rate) > 0 for rate in rates) and float(rss) > 100 and float(size) > 0, row

@@ -6,8 +6,13 @@ input may take over 5 s; the batch always goes on.
 from __future__ import annotations
 
 import io
+import shutil
+import struct
 import time
 import zipfile
+import zlib
+from collections.abc import Callable
+from email.message import EmailMessage
 from pathlib import Path
 
 import docx
@@ -15,9 +20,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from pypdf import PdfWriter
 from test_ingest import make_pdf
 
+from rag.evaluation.office_files import write_office_set
 from rag.ingestion.chunking import Chunker, split_sentences
 from rag.ingestion.loaders import load_documents
 from rag.lexical import content_stems, salient_terms, words
@@ -26,6 +33,9 @@ from rag.types import Document
 
 MB = 1024 * 1024
 SLOWEST_S = 5.0
+# the office formats mutated too; pictures and scans are OCR'd (a second each), so they get hostile cases only
+OFFICE_SEEDS = ("deck.pptx", "budget.xlsx", "directory.csv", "minutes.odt", "guide.epub")
+MUTATED_OFFICE = (".pptx", ".xlsx", ".csv", ".odt", ".epub", ".eml", ".msg", ".rtf")
 FUZZ = settings(
     max_examples=40,
     deadline=SLOWEST_S * 1000,
@@ -52,7 +62,17 @@ def _seed_files(folder: Path) -> dict[str, bytes]:
         ".html": f"<html><head><title>Seed</title></head><body><h1>T</h1><p>{text}</p></body></html>".encode(),
         ".pdf": pdf.read_bytes(),
         ".docx": _docx_bytes(text),
+        **{Path(f.file).suffix: (folder / f.file).read_bytes() for f in write_office_set(folder, only=OFFICE_SEEDS)},
+        ".eml": f"Subject: Seed\nFrom: a@example.org\n\n{text}\n".encode(),
+        ".msg": _msg_bytes(text),
+        ".rtf": rf"{{\rtf1\ansi{{\fonttbl{{\f0 Times;}}}}\f0 {text}\par}}".encode(),
     }
+
+
+def _msg_bytes(text: str) -> bytes:
+    from msgforge import Message
+
+    return Message(subject="Seed", text_body=text, to=[("a@example.org", "A")]).as_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +91,7 @@ def _loaded_or_refused(path: Path) -> None:
         assert document.text.strip()
 
 
-@pytest.mark.parametrize("extension", [".txt", ".md", ".html", ".pdf", ".docx"])
+@pytest.mark.parametrize("extension", [".txt", ".md", ".html", ".pdf", ".docx", *MUTATED_OFFICE])
 @FUZZ
 @given(data=st.data())
 def test_a_mutated_file_is_loaded_or_refused_in_one_line(
@@ -135,6 +155,60 @@ def _empty_pages(path: Path) -> None:
         writer.write(handle)
 
 
+def _bombed(name: str) -> Callable[[Path], None]:
+    """A valid office file (written by its library) with one more member that unpacks to ~200 MB."""
+
+    def write(path: Path) -> None:
+        [fact] = write_office_set(path.parent / f"{path.name}-source", only=(name,))
+        source = path.parent / f"{path.name}-source" / fact.file
+        with zipfile.ZipFile(source) as original, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bomb:
+            for info in original.infolist():
+                bomb.writestr(info, original.read(info.filename))
+            bomb.writestr("padding.xml", b"<a>" + b" " * 200 * MB + b"</a>")
+        shutil.rmtree(source.parent)
+
+    return write
+
+
+def _long_sheet(path: Path) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("Ledger")
+    sheet.append(["Entry", "Amount (EUR)", "Account"])
+    for n in range(10_000):
+        sheet.append([f"Entry {n}", n * 3, f"Account {n % 40}"])
+    book.save(path)
+
+
+def _many_attachments(path: Path) -> None:
+    message = EmailMessage()
+    message["Subject"] = "Archive export"
+    message.set_content("The whole archive, one file per record.")
+    for n in range(1_000):
+        message.add_attachment(f"Record {n}.".encode(), maintype="text", subtype="plain", filename=f"r{n}.txt")
+    path.write_bytes(message.as_bytes())
+
+
+def _wide_image(path: Path) -> None:
+    Image.new("1", (20_000, 4_000), 1).save(path)  # 80 megapixels of white, 1 bit each
+
+
+def _png_bomb(path: Path) -> None:
+    """A 200-byte PNG whose header claims 100,000 x 100,000 pixels (its one row of data is all there is)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 1, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 12_501))
+        + chunk(b"IEND", b"")
+    )
+
+
 def _sparse(path: Path) -> None:
     with path.open("wb") as handle:
         handle.truncate(1 << 30)  # 1 GB, no blocks on disk
@@ -147,6 +221,14 @@ HOSTILE = {
     "sparse.txt": (_sparse, "over the 20.0 MB limit"),
     "invalid.md": (lambda p: p.write_bytes(b"# Title\n\n\xff\xfe\xfa not utf-8"), "not UTF-8 text"),
     "name\nwith\x07control.txt": (lambda p: p.write_text("Plain text."), None),
+    "bomb.pptx": (_bombed("deck.pptx"), "a zip bomb?"),
+    "bomb.xlsx": (_bombed("budget.xlsx"), "a zip bomb?"),
+    "bomb.odt": (_bombed("minutes.odt"), "a zip bomb?"),
+    "bomb.epub": (_bombed("guide.epub"), "a zip bomb?"),
+    "ledger.xlsx": (_long_sheet, None),
+    "archive.eml": (_many_attachments, "980 of its 1000 attachments not read"),
+    "wide.png": (_wide_image, "image is 20,000 x 4,000 px, over the 60 megapixel"),
+    "bomb.png": (_png_bomb, "decompression bomb"),
 }
 
 
@@ -163,5 +245,13 @@ def test_hostile_files_each_get_their_one_line_and_the_batch_goes_on(tmp_path: P
     for name, (_, expected) in HOSTILE.items():
         if expected:
             assert expected in reasons[name], (name, reasons.get(name))
-    assert {Path(d.source).name for d in documents} == {"name\\nwith\\x07control.txt", "zz_good.txt"}
+    loaded = {Path(d.source).name for d in documents}
+    assert loaded - {f"archive.eml > r{n}.txt" for n in range(20)} == {
+        "name\\nwith\\x07control.txt",
+        "ledger.xlsx",
+        "archive.eml",
+        "zz_good.txt",
+    }
+    ledger = next(d for d in documents if d.source.endswith("ledger.xlsx"))
+    assert "Entry 9999; Amount (EUR): 29997; Account: Account 39." in ledger.text
     assert all("\n" not in f"{e.path}: {e.reason}" for e in errors)

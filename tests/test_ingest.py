@@ -8,40 +8,14 @@ import docx
 import pytest
 from pypdf import PdfWriter
 
+from rag.evaluation.office_files import text_pdf
 from rag.ingestion.loaders import SUPPORTED_EXTENSIONS, load_documents
 
 MB = 1024 * 1024
 
 
 def make_pdf(path: Path, lines: list[str], title: str | None = None) -> Path:
-    """A minimal valid one-page PDF with a real text layer (Helvetica), xref offsets computed."""
-    ops = ["BT", "/F1 12 Tf", "14 TL", "72 720 Td"]
-    for line in lines:
-        escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        ops.append(f"({escaped}) Tj T*")
-    ops.append("ET")
-    stream = "\n".join(ops).encode("latin-1")
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    if title is not None:
-        objects.append(b"<< /Title (" + title.encode("latin-1") + b") >>")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    info = b" /Info 6 0 R" if title is not None else b""
-    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, info, xref)
-    path.write_bytes(bytes(out))
+    path.write_bytes(text_pdf(lines, title))
     return path
 
 
@@ -226,7 +200,11 @@ def test_a_single_str_path_is_accepted(tmp_path: Path) -> None:
 
 
 def test_supported_extensions() -> None:
-    assert set(SUPPORTED_EXTENSIONS) == {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"}
+    assert set(SUPPORTED_EXTENSIONS) == {
+        *(".txt", ".md", ".markdown", ".html", ".htm", ".xhtml", ".pdf", ".docx", ".pptx", ".xlsx", ".xlsm"),
+        *(".ods", ".odt", ".odp", ".epub", ".csv", ".tsv", ".eml", ".msg", ".rtf"),
+        *(".png", ".jpg", ".jpeg", ".tif", ".tiff"),
+    }
 
 
 # --- doc_id ------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from rag.embedding.embedder import Embedder
 from rag.store.base import Candidates, IndexLockedError, IndexMismatchError, IndexMissingError
 from rag.store.local import LocalStore
 from rag.store.postgres import PostgresStore
-from rag.types import Document
+from rag.types import Document, Place
 
 QUERIES = ["What did LeCun propose in Paris?", "open source PyTorch frameworks", "the the of"]
 
@@ -96,6 +97,14 @@ def test_sync_is_incremental_and_its_frequencies_stay_exact(
     local = LocalStore(tmp_path / "index", embedder)
     local.sync(final, ParagraphChunker(), CONFIG)
     assert_same_ranking_inputs(search(local, embedder), search(built, embedder))
+
+
+def test_pages_travel_with_the_document(built: PostgresStore, seeds: list[Document], database_url: str) -> None:
+    paged = replace(seeds[0], places=(Place(0, "slide 1"), Place(40, "slide 2")))
+    report = built.sync([paged, *seeds[1:]], ParagraphChunker(), CONFIG)
+    assert report.retitled == [paged.source] and report.embedded_chunks == 0
+    assert built.document(paged.doc_id).places == paged.places
+    assert {d.source: d.places for d in built.documents()}[paged.source] == paged.places
 
 
 def test_keep_sources_and_uploads_keep_other_documents(built: PostgresStore, seeds: list[Document]) -> None:

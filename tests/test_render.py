@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rag.serving.render import CARD_CONTEXT, answer_html, document_page, markdown, quote_parts, sources_html
 from rag.types import AbstainedBy, Answer, Citation, Timings
 
@@ -71,3 +73,10 @@ def test_a_whole_document_citation_shows_its_quote_in_context_not_the_document()
     assert quote == "The quoted sentence."
     assert before.startswith("…") and after.endswith("…")
     assert len(before) <= CARD_CONTEXT + 1 and len(after) <= CARD_CONTEXT + 1
+
+
+def test_a_source_card_names_the_page_beside_the_title() -> None:
+    paged = replace(CITATION, place="slide <3>")
+    cards = sources_html([Answer("Q?", "It [1].", [paged], Timings(1, 2, 3))], 0)
+    assert '<span class="rag-place">slide &lt;3&gt;</span>' in cards
+    assert "rag-place" not in sources_html([Answer("Q?", "It [1].", [CITATION], Timings(1, 2, 3))], 0)

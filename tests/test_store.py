@@ -20,7 +20,7 @@ import rag.store.local as store_module
 from rag.embedding.embedder import Embedder
 from rag.store.base import Candidates, IndexLockedError, IndexMismatchError, IndexMissingError
 from rag.store.local import CURRENT, FORMAT_VERSION, LocalStore
-from rag.types import Chunk, Document
+from rag.types import Chunk, Document, Place
 
 CONFIG = {"chunk_size": 700, "chunk_overlap": 0}
 
@@ -143,6 +143,17 @@ def test_new_title_for_the_same_text_is_stored_without_embedding(built: LocalSto
     assert built.document(retitled.doc_id).title == "A better title"
     after = vectors_by_chunk(built)
     assert after.keys() == before.keys() and all((after[c] == v).all() for c, v in before.items())
+
+
+def test_pages_are_stored_with_the_document_and_new_pages_need_no_embedding(
+    built: LocalStore, seeds: list[Document], embedder: Embedder
+) -> None:
+    paged = replace(seeds[0], places=(Place(0, "p. 1"), Place(len(seeds[0].text) // 2, "p. 2")))
+    report = built.sync([paged, *seeds[1:]], ParagraphChunker(), CONFIG)
+    assert report.retitled == [paged.source] and report.embedded_chunks == 0
+    reopened = LocalStore(built.index_dir, embedder)  # read back from documents.jsonl
+    assert reopened.document(paged.doc_id).places == paged.places
+    assert reopened.document(paged.doc_id).places_in(len(paged.text) - 1, len(paged.text)) == (paged.places[1],)
 
 
 def test_unchanged_documents_keep_their_vectors(built: LocalStore, seeds: list[Document]) -> None:

@@ -263,4 +263,5 @@ class CitationVerifier:
             score=round(score, 3),
             quote_start=chunk.start + quote[0],
             quote_end=chunk.start + quote[1],
+            place=passage.place_at(chunk.start + quote[0]),
         )

@@ -52,6 +52,7 @@ class HybridRetriever:
                 source=found.documents[i].source,
                 score=float(scores[i]),
                 relevance=float(relevance[i]),
+                places=found.documents[i].places_in(found.chunks[i].start, found.chunks[i].end),
             )
             for i in ranked
         ]

@@ -130,7 +130,7 @@ def reply_content(answer: Answer) -> str:
     cited = {c.n: c for c in answer.citations}
     if not cited:
         return answer.answer
-    lines = [f"[{n}] {c.title} ({c.source})" for n, c in sorted(cited.items())]
+    lines = [f"[{n}] {c.title}{f', {c.place}' if c.place else ''} ({c.source})" for n, c in sorted(cited.items())]
     return f"{answer.answer}\n\n{SOURCES_HEADING}\n" + "\n".join(lines)
 
 

@@ -106,6 +106,7 @@ def _cards(answer: Answer | Sources | None, turn: int) -> str:
                 f"rag-read-{turn}-{n}",
                 n,
                 p.title,
+                p.place,
                 p.source,
                 p.chunk.start,
                 p.chunk.end,
@@ -128,6 +129,7 @@ def _cards(answer: Answer | Sources | None, turn: int) -> str:
                 f"rag-src-{turn}-{c.n}",
                 c.n,
                 c.title,
+                c.place,
                 c.source,
                 c.start,
                 c.end,
@@ -138,11 +140,14 @@ def _cards(answer: Answer | Sources | None, turn: int) -> str:
     return f'<h3 class="rag-sources-title">Sources for “{html.escape(answer.question)}”</h3>' + "".join(cards)
 
 
-def _card(element_id: str, n: int, title: str, source: str, start: int, end: int, passage: str, link: str) -> str:
-    """One passage card; `passage` is already escaped HTML."""
+def _card(
+    element_id: str, n: int, title: str, place: str, source: str, start: int, end: int, passage: str, link: str
+) -> str:
+    """One passage card; `passage` is already escaped HTML; `place` ("p. 4") stands beside the title."""
+    shown_place = f' <span class="rag-place">{html.escape(place)}</span>' if place else ""
     return (
         f'<article class="rag-source" id="{element_id}">'
-        f'<header><span class="rag-n">{n}</span><div><div class="rag-title">{html.escape(title)}</div>'
+        f'<header><span class="rag-n">{n}</span><div><div class="rag-title">{html.escape(title)}{shown_place}</div>'
         f'<div class="rag-meta">{html.escape(source)} · characters {start} to {end}</div></div></header>'
         f'<p class="rag-passage">{passage}</p>'
         f'<a class="rag-open" href="{html.escape(link)}" target="_blank" rel="noopener">'

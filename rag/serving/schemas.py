@@ -71,6 +71,11 @@ class CitationOut(BaseModel):
     score: float
     quote_start: int = Field(description="Offsets (in the document) of the sentence that supports the claim.")
     quote_end: int
+    place: str = Field(
+        "",
+        description='The page, slide or sheet the quote is on ("p. 4", "slide 3", "sheet Budgets 2027"); '
+        "empty for a format without pages.",
+    )
 
 
 class TimingsOut(BaseModel):

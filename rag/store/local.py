@@ -426,7 +426,7 @@ class LocalStore(IndexStore):
                 if old.document.doc_id != doc.doc_id:
                     report.changed.append(source)
                     written.append(StoreEntry(doc, [], None))
-                elif old.document.title != doc.title:  # same text, better title: nothing to re-embed
+                elif (old.document.title, old.document.places) != (doc.title, doc.places):  # nothing to re-embed
                     report.retitled.append(source)
                     written.append(StoreEntry(doc, old.chunks, old.vectors))
                 else:

@@ -51,7 +51,7 @@ from rag.store.base import (
     embed_entries,
 )
 from rag.store.bm25 import bm25_tokenize, lucene_idf, query_terms
-from rag.types import Chunk, Document
+from rag.types import Chunk, Document, places_of
 
 FORMAT_VERSION = 1
 # pg_try_advisory_xact_lock key: "rag" in ASCII, the same for every writer of the database
@@ -80,8 +80,18 @@ CREATE TABLE IF NOT EXISTS rag_documents (
     source text PRIMARY KEY,
     doc_id text NOT NULL,
     title text NOT NULL,
-    text text NOT NULL
+    text text NOT NULL,
+    places jsonb NOT NULL DEFAULT '[]'
 );
+-- an index built before pages and slides were kept: its documents have none until re-read. Altered only when
+-- the column is missing: ALTER TABLE locks the table out even when it changes nothing, and a writer holds that
+-- lock for its whole transaction, which would stop every reader for as long
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'rag_documents' AND column_name = 'places') THEN
+        ALTER TABLE rag_documents ADD COLUMN places jsonb NOT NULL DEFAULT '[]';
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS rag_documents_doc_id ON rag_documents (doc_id);
 CREATE TABLE IF NOT EXISTS rag_chunks (
     row bigint PRIMARY KEY,
@@ -219,14 +229,16 @@ class PostgresStore(IndexStore):
             generation = self._checked_manifest(cur).generation
             cached = self._documents
             if cached is None or cached[0] != generation:
-                cur.execute("SELECT doc_id, title, source, text FROM rag_documents ORDER BY source")
+                cur.execute("SELECT doc_id, title, source, text, places FROM rag_documents ORDER BY source")
                 cached = (generation, [Document(*row) for row in cur.fetchall()])
                 self._documents = cached
         return list(cached[1])
 
     def document(self, doc_id: str) -> Document:
         with self._reading() as cur:
-            cur.execute("SELECT doc_id, title, source, text FROM rag_documents WHERE doc_id = %s LIMIT 1", (doc_id,))
+            cur.execute(
+                "SELECT doc_id, title, source, text, places FROM rag_documents WHERE doc_id = %s LIMIT 1", (doc_id,)
+            )
             row = cur.fetchone()
         if row is None:
             raise KeyError(f"no document {doc_id} in the index")
@@ -284,9 +296,12 @@ class PostgresStore(IndexStore):
             )
             fetched = cur.fetchall()
             sources = sorted({row[7] for row in fetched})
-            cur.execute("SELECT source, doc_id, title, text FROM rag_documents WHERE source = ANY(%s)", (sources,))
+            cur.execute(
+                "SELECT source, doc_id, title, text, places FROM rag_documents WHERE source = ANY(%s)", (sources,)
+            )
             by_source = {
-                source: Document(doc_id, title, source, text) for source, doc_id, title, text in cur.fetchall()
+                source: Document(doc_id, title, source, text, places)
+                for source, doc_id, title, text, places in cur.fetchall()
             }
         documents = [by_source[row[7]] for row in fetched]
         chunks = [
@@ -372,8 +387,8 @@ class PostgresStore(IndexStore):
         report = SyncReport()
         with self._writing(rebuild) as (cur, manifest):
             reusable = manifest is not None and not rebuild and manifest.chunk_config == chunk_config
-            cur.execute("SELECT source, doc_id, title FROM rag_documents")
-            stored = {source: (doc_id, title) for source, doc_id, title in cur.fetchall()}
+            cur.execute("SELECT source, doc_id, title, places FROM rag_documents")
+            stored = {source: (doc_id, title, places_of(places)) for source, doc_id, title, places in cur.fetchall()}
             pending: list[StoreEntry] = []
             for source, doc in incoming.items():
                 old = stored.get(source)
@@ -381,9 +396,12 @@ class PostgresStore(IndexStore):
                     report.added.append(source)
                 elif old[0] != doc.doc_id or not reusable:
                     report.changed.append(source)
-                elif old[1] != doc.title:
+                elif (old[1], old[2]) != (doc.title, doc.places):  # same text, new title or pages: no re-embedding
                     report.retitled.append(source)
-                    cur.execute("UPDATE rag_documents SET title = %s WHERE source = %s", (doc.title, source))
+                    cur.execute(
+                        "UPDATE rag_documents SET title = %s, places = %s WHERE source = %s",
+                        (doc.title, _places_json(doc), source),
+                    )
                     continue
                 else:
                     report.unchanged.append(source)
@@ -397,7 +415,9 @@ class PostgresStore(IndexStore):
             if not reusable and manifest is not None:
                 # another chunking: every kept document is re-chunked and embedded too
                 kept = [s for s in report.unchanged if s not in incoming]
-                cur.execute("SELECT doc_id, title, source, text FROM rag_documents WHERE source = ANY(%s)", (kept,))
+                cur.execute(
+                    "SELECT doc_id, title, source, text, places FROM rag_documents WHERE source = ANY(%s)", (kept,)
+                )
                 pending += [StoreEntry(Document(*row), [], None) for row in cur.fetchall()]
                 report.changed += kept
                 report.unchanged = [s for s in report.unchanged if s not in set(kept)]
@@ -483,9 +503,10 @@ class PostgresStore(IndexStore):
         cur.execute("SELECT coalesce(max(row), 0), count(*), coalesce(sum(length), 0) FROM rag_chunks")
         last_row, stored_chunks, stored_tokens = cur.fetchone()
         next_row = last_row + 1
-        with cur.copy("COPY rag_documents (source, doc_id, title, text) FROM STDIN") as copy:
+        with cur.copy("COPY rag_documents (source, doc_id, title, text, places) FROM STDIN") as copy:
             for e in entries:
-                copy.write_row((e.document.source, e.document.doc_id, e.document.title, e.document.text))
+                d = e.document
+                copy.write_row((d.source, d.doc_id, d.title, d.text, _places_json(d)))
         chunks = [(e.document.source, c, v) for e in entries for c, v in zip(e.chunks, e.vectors, strict=True)]
         tokens = bm25_tokenize([c.text for _, c, _ in chunks])
         average = (stored_tokens + sum(map(len, tokens))) / max(stored_chunks + len(chunks), 1) or 1.0
@@ -571,6 +592,10 @@ def _unavailable_as_503() -> Iterator[None]:
         if isinstance(exc, psycopg.errors.DiskFull):
             raise
         raise DatabaseUnavailable(f"the database did not answer ({_first_line(exc)})") from exc
+
+
+def _places_json(document: Document) -> str:
+    return json.dumps([[p.start, p.label] for p in document.places], ensure_ascii=False)
 
 
 def _first_line(exc: BaseException) -> str:

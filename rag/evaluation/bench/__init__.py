@@ -4,7 +4,8 @@ Variants are interleaved (A, B, A, B, ...) so that a machine whose load changes 
 them alike; results are ratios to the baseline plus medians with [min, max]. On a CPU with bf16
 instructions the engine, embedding and end-to-end sections run again in a fresh process that emulates a
 CPU without them, so one report shows both kinds of machine. One module per section: `machine`,
-`generation`, `embedding`, `retrieval`, `stores`, `model_server`, `replicas`, `end_to_end`, `integrations`;
+`generation`, `embedding`, `retrieval`, `stores`, `model_server`, `replicas`, `end_to_end`, `integrations`,
+`ingestion`;
 `report` holds what they share.
 """
 
@@ -18,6 +19,7 @@ from rag.assistant import Assistant
 from rag.evaluation.bench.embedding import embedding
 from rag.evaluation.bench.end_to_end import end_to_end
 from rag.evaluation.bench.generation import GENERATION_QUESTIONS, generation
+from rag.evaluation.bench.ingestion import ingestion
 from rag.evaluation.bench.integrations import integrations
 from rag.evaluation.bench.machine import machine
 from rag.evaluation.bench.model_server import model_server
@@ -29,9 +31,10 @@ from rag.settings import Settings
 
 # What `rag bench` runs by default (docs/BENCHMARKS.md): one machine. The team deployment's sections start
 # PostgreSQL, a model server and replicas (docs/BENCHMARKS-TEAM.md): `--sections stores model-server replicas`;
-# `integrations` asks through every interface a client uses (docs/BENCHMARKS-INTEGRATIONS.md).
+# `integrations` asks through every interface a client uses (docs/BENCHMARKS-INTEGRATIONS.md); `ingestion` reads
+# the PostgreSQL manual and generated office files, format by format (docs/BENCHMARKS-INGESTION.md).
 DEFAULT_SECTIONS = ("machine", "generation", "embedding", "retrieval", "end-to-end")
-SECTIONS = (*DEFAULT_SECTIONS, "stores", "model-server", "replicas", "integrations")
+SECTIONS = (*DEFAULT_SECTIONS, "stores", "model-server", "replicas", "integrations", "ingestion")
 
 
 def run_bench(
@@ -83,6 +86,8 @@ def run_bench(
         stores(report, settings, store_sizes, vector_only_sizes, addition_sizes)
     if "replicas" in sections:
         replicas(report, settings, load_seconds)
+    if "ingestion" in sections:
+        ingestion(report, settings)
     text = "\n".join(report.lines).rstrip() + "\n"
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -155,6 +155,7 @@
       item.dataset.n = String(c.n);
       const head = el("div", "head");
       head.append(el("span", "n", String(c.n)), el("span", "title", c.title));
+      if (c.place) head.append(el("span", "place", c.place)); // "p. 4", "slide 3": where in the file
       // The quote in a little context: the panel is small, so the highlight must be in view.
       const qs = Math.max(0, c.quote_start - c.start);
       const qe = Math.max(qs, Math.min(c.text.length, c.quote_end - c.start));
