@@ -403,13 +403,15 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
         question_sets = [q.subset(quick[q.name]) for q in question_sets if q.name in quick]
     if recording is not None:
         question_sets = [q.subset(recording.header["sets"][q.name]["questions"]) for q in question_sets]
-    engine = _measured_engine(assistant, args)
+    # The engine the eval asks through: the configured one as it is, or wrapped to record or to replay
+    engine: RecordingEngine | ReplayEngine | None = None
     recorder, replay = None, None
-    if isinstance(engine, RecordingEngine):
+    if args.record:
+        engine = RecordingEngine(assistant.generator)
         recorder = Recorder(args.record, _this_run(assistant, engine.name), engine)
-    elif isinstance(engine, ReplayEngine) and recording is not None:
-        recording.check_matches(_this_run(assistant, engine.name))
-        engine.drafts = recording.drafts()
+    elif recording is not None:
+        recording.check_matches(_this_run(assistant, assistant.generator.name))
+        engine = ReplayEngine(assistant.generator, recording.drafts(), recording.log_odds())
         replay = Replay(recording, engine)
     evaluators: dict[str, Assistant] = {}  # one index per corpus, one loaded model for all
     reports = []
@@ -456,17 +458,6 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
             return 1
         print(f"Eval gate passed ({args.gate})")
     return 0
-
-
-def _measured_engine(assistant: Assistant, args: argparse.Namespace) -> RecordingEngine | ReplayEngine | None:
-    """The engine the eval asks through: None for the configured one as it is, or it wrapped to record or replay."""
-    from rag.evaluation.recording import RecordingEngine, ReplayEngine
-
-    if args.record:
-        return RecordingEngine(assistant.generator)
-    if args.replay:
-        return ReplayEngine(assistant.generator, {})
-    return None
 
 
 def _this_run(assistant: Assistant, engine: str) -> dict[str, Any]:

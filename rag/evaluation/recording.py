@@ -7,9 +7,10 @@ with its citations and refusing step, the score and the timings).
 
 `rag eval --replay DIR` asks the same questions again through the current pipeline, with an engine that
 answers each recorded prompt with its recorded draft (`ReplayEngine`): retrieval, the checks, the judges,
-citation placement and the yes/no reading run for real (their model calls are a token each), generation
-does not. A prompt the recording does not hold (the change reached retrieval or prompting) is generated
-for real and its question is marked so. The replay prints its metrics beside the recording's and every
+citation placement and the yes/no reading run for real; generation does not, and a yes/no question put
+with a recorded prompt gets its recorded verdict (only the ones a change altered are read by the model).
+A prompt the recording does not hold (the change reached retrieval or prompting) is generated for real
+and its question is marked so. The replay prints its metrics beside the recording's and every
 question whose verdict or refusing step changed. A recording made with another model, engine or prompt
 version is refused: its drafts would not be this pipeline's.
 """
@@ -151,13 +152,23 @@ class RecordingEngine(_Delegating):
 
 class ReplayEngine(_Delegating):
     """Answers a recorded prompt with its recorded draft, piece by piece; any other prompt goes to the real
-    engine (counted in `generated`). Yes/no calls always run for real: they are what a change after
-    generation may alter."""
+    engine (counted in `generated`). A yes/no question asked with the very prompt the recording asked gets
+    the recorded log-odds (the model is deterministic: the same prompt gives the same verdict, and reading
+    it again is most of a replay's time); a yes/no question a change has altered runs for real."""
 
-    def __init__(self, inner: GenerationEngine, drafts: dict[str, list[str]]) -> None:
+    def __init__(
+        self, inner: GenerationEngine, drafts: dict[str, list[str]], log_odds: dict[str, float] | None = None
+    ) -> None:
         super().__init__(inner)
         self.drafts = drafts
+        self.log_odds = log_odds or {}
         self.generated = 0
+
+    def yes_log_odds(self, prompt: Prompt) -> float:
+        key = prompt_key(prompt)
+        if key in self.log_odds:
+            return self.log_odds[key]
+        return super().yes_log_odds(prompt)
 
     def stream(self, prompt: Prompt, cancel: threading.Event | None = None) -> Iterator[str]:
         key = prompt_key(prompt)
@@ -188,6 +199,16 @@ class Recording:
             for line in questions.values()
             for call in line["calls"]
             if call["call"] == "stream"
+        }
+
+    def log_odds(self) -> dict[str, float]:
+        """Each recorded yes/no prompt's verdict, by prompt key."""
+        return {
+            call["key"]: call["log_odds"]
+            for questions in self.lines.values()
+            for line in questions.values()
+            for call in line["calls"]
+            if call["call"] == "yes_no"
         }
 
     def check_matches(self, header: dict[str, Any]) -> None:
