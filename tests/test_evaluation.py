@@ -12,6 +12,7 @@ from conftest import ROOT, SEEDS
 from rag.evaluation.question_set import (
     CATEGORIES,
     CitationCheck,
+    EvalQuestion,
     EvalReport,
     EvalSetError,
     Gate,
@@ -28,6 +29,7 @@ from rag.evaluation.question_set import (
     load_quick,
     per_category,
     summarize,
+    where_lost,
 )
 from rag.evaluation.report import render_html
 from rag.types import Answer, Citation
@@ -347,3 +349,37 @@ def test_cli_runs_a_question_set_and_its_gate_end_to_end_with_the_tiny_model(
     gate.write_text('questions = ["fact-01"]\n[maximum]\nfalse_abstention = -1\n', encoding="utf-8")
     assert main([*args, "--gate", str(gate)]) == 1
     assert "eval gate failed: false_abstention" in capsys.readouterr().err
+
+
+def test_each_lost_outcome_is_placed_where_it_went_wrong_first() -> None:
+    """From retrieval to citation: the first place a question's outcome went wrong, or None when it is right."""
+    from rag.types import Chunk, Passage
+
+    def given(*files: str) -> list[Passage]:
+        return [
+            Passage(Chunk(f"c{i}", f"d{i}", 0, "text", 0, 4), "t", f"seeds/{f}", 1.0, 0.5) for i, f in enumerate(files)
+        ]
+
+    question = EvalQuestion("f", "single_fact", "Who?", (("LeCun",),), ("gold.txt",))
+    both = EvalQuestion("m", "multi_doc", "Who and what?", (("LeCun",),), ("gold.txt", "other.txt"))
+    trap = EvalQuestion("t", "unanswerable", "Who?", (), (), trap="absent")
+    refused = "The documents don't say."
+
+    def lost(
+        q: EvalQuestion, passages: list[Passage], draft: str, step: str | None, correct: bool = False
+    ) -> str | None:
+        answer = Answer("q", refused if step else draft, passages=passages, abstained_by=step)  # type: ignore[arg-type]
+        return where_lost(q, answer, draft, correct, [])
+
+    assert lost(question, given("gold.txt"), "LeCun [1].", None, correct=True) is None
+    assert lost(question, given("x.txt"), "Nobody [1].", None) == "gold not given"
+    assert lost(both, given("gold.txt"), "LeCun [1].", None) == "gold partly given"
+    assert lost(question, given("gold.txt"), "", "off topic") == "refused before the model"
+    assert lost(question, given("gold.txt"), "Zuckerberg [1].", None) == "draft wrong"
+    assert lost(question, given("gold.txt"), refused, "model") == "draft wrong"
+    assert lost(question, given("gold.txt"), "LeCun did [1].", "citations") == "draft right, refused"
+    assert lost(trap, given("x.txt"), "Someone [1].", None) == "trap answered"
+    assert lost(trap, given("x.txt"), refused, "model") is None
+    imprecise = [CitationCheck(1, "seeds/x.txt", "LeCun", from_gold=False, supports=True)]
+    answer = Answer("q", "LeCun [1].", passages=given("gold.txt"))
+    assert where_lost(question, answer, "LeCun [1].", True, imprecise) == "cited wrong sentence"

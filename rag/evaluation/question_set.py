@@ -225,6 +225,7 @@ class QuestionResult:
     abstained_by: AbstainedBy | None = None
     polarity: str | None = None  # what a yes/no answer said: "yes", "no", "both" or None
     expected_polarity: str | None = None
+    lost: str | None = None  # where a wrong outcome went wrong (`LOSSES`); None when it came out right
 
     @property
     def abstained(self) -> bool:
@@ -262,6 +263,40 @@ def check_citations(answer: Answer, gold_docs: Sequence[str]) -> list[CitationCh
     return checks
 
 
+# Where an outcome went wrong, in the order a question travels (`where_lost`)
+LOSSES = (
+    "gold not given",  # no gold document among the passages the model read
+    "gold partly given",  # some of several gold documents missing (multi-document questions)
+    "refused before the model",  # a step before generation refused, the gold passages in hand
+    "draft wrong",  # the model read the gold passages and wrote a wrong answer (or said it does not know)
+    "draft right, refused",  # the draft had the answer; a check after it refused
+    "answer changed",  # the draft had the answer; the final answer (citations placed, trimmed) does not
+    "cited wrong sentence",  # a right answer citing a sentence of another document or without its words
+    "trap answered",  # an unanswerable question answered
+)
+
+
+def where_lost(
+    question: EvalQuestion, answer: Answer, draft: str, correct: bool, citations: list[CitationCheck]
+) -> str | None:
+    """The first place a question's outcome went wrong: what to fix first, counted per set by `rag eval`."""
+    if not question.answerable:
+        return None if answer.abstained else "trap answered"
+    if correct:
+        return "cited wrong sentence" if any(not c.precise for c in citations) else None
+    given = {_file_name(p.source) for p in answer.passages}
+    gold = set(question.gold_docs)
+    if gold and not gold & given:
+        return "gold not given"
+    if gold - given:
+        return "gold partly given"
+    if answer.abstained_by in ("off topic", "names missing"):
+        return "refused before the model"
+    if draft and is_correct(question, strip_markers(draft)):
+        return "draft right, refused" if answer.abstained else "answer changed"
+    return "draft wrong"
+
+
 def score(question: EvalQuestion, streamed: Streamed, top_k: int) -> QuestionResult:
     answer = streamed.answer
     retrieved = [_file_name(p.source) for p in answer.passages]
@@ -270,13 +305,14 @@ def score(question: EvalQuestion, streamed: Streamed, top_k: int) -> QuestionRes
     citations = check_citations(answer, question.gold_docs) if answered else []
     cited = {_file_name(c.source) for c in answer.citations}
     gold = question.gold_docs
+    correct = answered and is_correct(question, text)
     return QuestionResult(
         id=question.id,
         category=question.category,
         question=question.question,
         answer=answer.answer,
         answerable=question.answerable,
-        correct=answered and is_correct(question, text),
+        correct=correct,
         f1=token_f1(text if answered else "", [question.reference]) if question.answerable else None,
         recall=recall_at_k(retrieved, gold, top_k) if gold else None,
         reciprocal_rank=reciprocal_rank(retrieved, gold) if gold else None,
@@ -291,6 +327,7 @@ def score(question: EvalQuestion, streamed: Streamed, top_k: int) -> QuestionRes
         abstained_by=answer.abstained_by,
         polarity=answer_polarity(text) if question.polarity and answered else None,
         expected_polarity=question.polarity,
+        lost=where_lost(question, answer, streamed.draft, correct, citations),
     )
 
 
@@ -307,12 +344,19 @@ class EvalReport:
     def abstentions(self) -> dict[str, dict[str, int]]:
         return abstentions_by_step((r.abstained_by, r.answerable) for r in self.results)
 
+    @property
+    def losses(self) -> dict[str, int]:
+        """How many outcomes went wrong at each place (`LOSSES`, in their order)."""
+        counts = {name: sum(r.lost == name for r in self.results) for name in LOSSES}
+        return {name: n for name, n in counts.items() if n}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "metrics": self.metrics,
             "by_category": self.by_category,
             "abstentions_by_step": self.abstentions,
+            "losses": self.losses,
             "settings": self.settings,
             "seconds": round(self.seconds, 1),
             "questions": [asdict(r) | {"abstained": r.abstained, "verdict": r.verdict} for r in self.results],
@@ -627,6 +671,7 @@ def terminal_table(report: EvalReport) -> str:
         row("decode", f"{m['decode_tokens_per_s']} tokens/s"),
         "  per category: " + ", ".join(_describe_category(c, v) for c, v in report.by_category.items()),
         "  abstained by: " + describe_abstentions(report.abstentions),
+        "  where lost: " + (", ".join(f"{name} {n}" for name, n in report.losses.items()) or "nowhere"),
     ]
     return "\n".join(lines)
 

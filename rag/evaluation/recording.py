@@ -328,6 +328,7 @@ def question_line(
             "correct": result.correct,
             "polarity": result.polarity,
             "citations_precise": [c.precise for c in result.citations],
+            "lost": result.lost,
         },
         "timings": asdict(answer.timings),
     }
