@@ -279,7 +279,7 @@ class Assistant:
         style = self.settings.answer_style
         prompt = build_prompt(question, excerpts, turns, style, kind, long_answer, whole=passages)
         lacking = self._lacking_states(prompt)
-        if lacking is not None:  # read whole, as without passage states
+        if lacking is not None and self.generator.passage_states is not None:  # read whole, as without states
             prompt = dataclasses.replace(prompt, passages=())
         passages = excerpts
         yield Sources(passages, kind)

@@ -73,8 +73,10 @@ def test_a_recording_holds_the_run_and_every_question_with_its_draft_and_model_c
     for line, scored in zip(lines, report["questions"], strict=True):
         assert line["score"]["verdict"] == scored["verdict"] and line["draft"] == scored["draft"]
         streams = [c for c in line["calls"] if c["call"] == "stream"]
-        if scored["draft"]:  # generated: the prompt and the draft as streamed
+        if scored["draft"]:  # generated: the prompt, its passages, the draft as streamed and its tokens
             assert "".join(streams[0]["pieces"]).strip() == scored["draft"]
+            assert streams[0]["tokens"] and streams[0]["fixed"] >= 1
+            assert streams[0]["segments"], streams[0]
             assert streams[0]["messages"][-1]["role"] == "user" and streams[0]["prompt_tokens"] > 0
         assert line["passages"] or line["abstained_by"]
     follow_up = next(line for line in lines if line["id"] == "follow-02b")
@@ -166,6 +168,7 @@ def test_fidelity_of_full_reading_against_itself_is_exact_and_passage_states_mov
     assert all(a["kl"] < 1e-6 and a["top1"] == 1.0 for a in same), same
     assert all(a["log_likelihood"] == pytest.approx(a["reference_log_likelihood"], abs=1e-5) for a in same)
     moved = figures["true"]["answers"]
+    assert figures["true"]["states_made"] > 0  # the recorded prompts' passages were read as states
     assert len(moved) == len(same) and max(a["kl"] for a in moved) > 1e-3, moved
     assert list((folder).glob("fidelity-reference-*.jsonl"))  # full readings kept: the second run reused them
     assert figures["true"]["reference_seconds"] == 0

@@ -169,6 +169,7 @@ class FidelityReport:
     reference_seconds: float
     states_seconds: float
     seconds: float
+    states_made: int = 0
 
     def summary(self, results: list[Fidelity] | None = None) -> dict[str, float]:
         chosen = self.results if results is None else results
@@ -199,7 +200,7 @@ class FidelityReport:
                 f"{s['same_first_tokens']:>9.3f}{s['log_likelihood_change']:>+10.4f}{s['seconds_per_answer']:>10.2f}"
             )
         lines.append(
-            f"full readings computed: {self.reference_seconds:.0f} s; passage states made: "
+            f"full readings computed: {self.reference_seconds:.0f} s; passage states made: {self.states_made} in "
             f"{self.states_seconds:.0f} s; whole run {self.seconds:.0f} s"
         )
         return "\n".join(lines)
@@ -209,6 +210,7 @@ class FidelityReport:
             "summary": self.summary(),
             "reference_seconds": self.reference_seconds,
             "states_seconds": self.states_seconds,
+            "states_made": self.states_made,
             "seconds": self.seconds,
             "answers": [asdict(r) for r in self.results],
         }
@@ -220,8 +222,14 @@ def measure_fidelity(
     """Read each recorded answer under full reading (once, cached) and under the engine as configured."""
     started = time.perf_counter()
     answers = recorded_answers(recording, limit)
+    if engine.passage_states is not None and not any(a.prompt.passages for a in answers):
+        raise RecordingError(
+            f"{recording.folder} keeps no answer prompt's passages, so passage states would not be read: record "
+            "again with `rag eval --record DIR` (recordings made before passages were kept lack them)"
+        )
     cache = ReferenceCache(recording.folder, engine_id)
     reference_seconds = states_seconds = 0.0
+    states_made = 0
     results = []
     for answer in tqdm(answers, desc="answers", unit="answer", disable=not progress):
         reference = cache.readings.get(answer.key)
@@ -232,7 +240,7 @@ def measure_fidelity(
             cache.add(answer.key, reference)
             reference_seconds += time.perf_counter() - t
         t = time.perf_counter()
-        engine.store_passage_states(answer.prompt)  # made once, on disk; their making is not the reading
+        states_made += engine.store_passage_states(answer.prompt)  # made once, on disk; not the reading
         states_seconds += time.perf_counter() - t
         t = time.perf_counter()
         log_probs = engine.continuation_log_probs(answer.prompt, answer.tokens)
@@ -251,7 +259,7 @@ def measure_fidelity(
                 round(seconds, 3),
             )
         )
-    return FidelityReport(results, reference_seconds, states_seconds, time.perf_counter() - started)
+    return FidelityReport(results, reference_seconds, states_seconds, time.perf_counter() - started, states_made)
 
 
 class full_reading:  # a context manager, read as a phrase: `with full_reading(engine):`

@@ -373,6 +373,8 @@ class Replay:
         generated = sorted(k.split("/", 1)[1] for k in self.generated if k.startswith(f"{report.name}/"))
         if generated:
             lines += ["", f"  generated for real (prompt not in the recording): {', '.join(generated)}"]
+        losses = ", ".join(f"{name} {n}" for name, n in report.losses.items()) or "nowhere"
+        lines += ["", f"  where lost (replayed): {losses}"]
         changes = self.changes(report)
         lines += ["", f"  {len(changes)} of {len(report.results)} questions changed verdict or refusing step"]
         lines += [f"  {qid}: {was} -> {now}" for qid, was, now in changes]
