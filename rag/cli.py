@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--quick",
         action="store_true",
-        help=f"ask only {QUICK_EVAL} of seeds, fresh and manual (about 40 questions, stratified, frozen)",
+        help=f"ask only {QUICK_EVAL} of seeds, fresh and manual (about 40 questions, stratified, frozen), or of the "
+        "sets named by --set",
     )
     evaluate.add_argument("--json", type=Path, help="metrics and answers, one set (default: eval/results/NAME.json)")
     evaluate.add_argument("--html", type=Path, help="report with plots, one set (default: eval/results/NAME.html)")
@@ -376,8 +377,8 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
     recording = load_recording(args.replay) if args.replay else None
     default_sets = [DEFAULT_EVAL_SET] if gate else [DEFAULT_EVAL_SET, HELD_OUT_EVAL_SET, MANUAL_EVAL_SET]
     paths = args.sets or default_sets
-    if args.quick and (args.sets or gate):
-        raise EvalSetError("--quick asks its own questions of the default sets: leave out --set and --gate")
+    if args.quick and gate:
+        raise EvalSetError("--quick asks its own questions: leave out --gate")
     if recording is not None:  # the recorded sets and questions, whatever else was asked for
         if args.sets or gate or args.quick:
             raise EvalSetError("--replay asks the recording's own questions: leave out --set, --gate and --quick")
@@ -397,7 +398,7 @@ def _eval(assistant: Assistant, args: argparse.Namespace) -> int:
         question_sets = [q for q in question_sets if q.corpus.is_dir()]
     if gate:
         paths, question_sets = paths[:1], [question_sets[0].subset(gate.questions)]
-    if args.quick:
+    if args.quick:  # of the sets asked for (default: all three), the quick sample's questions
         quick = load_quick(QUICK_EVAL)
         paths = [p for p, q in zip(paths, question_sets, strict=True) if q.name in quick]
         question_sets = [q.subset(quick[q.name]) for q in question_sets if q.name in quick]
