@@ -192,24 +192,18 @@ class Recording:
     header: dict[str, Any]
     lines: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
+    def calls(self, kind: str) -> Iterator[dict[str, Any]]:
+        """Every recorded model call of one kind ("stream", "yes_no"), question by question."""
+        for questions in self.lines.values():
+            for line in questions.values():
+                yield from (call for call in line["calls"] if call["call"] == kind)
+
     def drafts(self) -> dict[str, list[str]]:
-        return {
-            call["key"]: call["pieces"]
-            for questions in self.lines.values()
-            for line in questions.values()
-            for call in line["calls"]
-            if call["call"] == "stream"
-        }
+        return {call["key"]: call["pieces"] for call in self.calls("stream")}
 
     def log_odds(self) -> dict[str, float]:
         """Each recorded yes/no prompt's verdict, by prompt key."""
-        return {
-            call["key"]: call["log_odds"]
-            for questions in self.lines.values()
-            for line in questions.values()
-            for call in line["calls"]
-            if call["call"] == "yes_no"
-        }
+        return {call["key"]: call["log_odds"] for call in self.calls("yes_no")}
 
     def check_matches(self, header: dict[str, Any]) -> None:
         """Refuse, saying what differs, when `header` (this run's) is not what the recording was made under."""
