@@ -171,6 +171,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Disk budget for passage states (~5 MB per passage); least recently used out first.",
     )
+    passage_state_reread_tokens: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="Tokens at the start of each passage read again in place, after the passages before it, "
+        "instead of taken from its state (EPIC's LegoLink repair; docs/speed.md).",
+    )
     passage_state_index_chunks: int = Field(
         default=2000,
         ge=0,

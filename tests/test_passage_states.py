@@ -232,6 +232,26 @@ def test_an_excerpt_is_placed_from_its_whole_passage_state(engine: Engine) -> No
     assert _cosine(stitched, read) > 0.95
 
 
+def test_rereading_each_passages_first_tokens_reads_them_in_place_and_places_the_rest(engine: Engine) -> None:
+    """With `reread_tokens`, each passage's first tokens are read after the passages before it, the rest of its
+    state placed after them: the prompt's tokens are unchanged, and the model reads it as the prompt read whole."""
+    prompt = build_prompt("When does the canteen open?", PASSAGES, [])
+    engine.store_passage_states(prompt)
+    assert engine.passage_states is not None
+    base = engine._plan(prompt)
+    engine.passage_states.reread_tokens = 8
+    plan = engine._plan(prompt)
+    assert plan.tokens == base.tokens
+    placed = [p for p in plan.pieces if p.state]
+    assert len(placed) == 2 and all(p.first == 8 for p in placed)
+    assert sum(len(p.tokens) for p in placed) == sum(len(p.tokens) for p in base.pieces if p.state) - 16
+    engine._held = []
+    repaired = _logits(engine, prompt)
+    engine._held = []
+    read = _logits(engine, _without_states(prompt))
+    assert _cosine(repaired, read) > 0.95
+
+
 def test_a_damaged_state_is_read_in_place_with_the_same_result(engine: Engine, tmp_path: Path) -> None:
     prompt = build_prompt("When does the canteen open?", PASSAGES, [])
     engine.store_passage_states(prompt)

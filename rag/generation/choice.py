@@ -178,7 +178,11 @@ def build_engine(name: str, settings: Settings, max_new_tokens: int | None = Non
 def passage_state_store(settings: Settings) -> PassageStateStore | None:
     if not settings.passage_states:
         return None
-    return PassageStateStore(settings.passage_states_folder, int(settings.passage_state_gb * 1024**3))
+    return PassageStateStore(
+        settings.passage_states_folder,
+        int(settings.passage_state_gb * 1024**3),
+        settings.passage_state_reread_tokens,
+    )
 
 
 def lookup_tokens(engine: str, settings: Settings) -> int:

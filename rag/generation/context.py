@@ -120,7 +120,10 @@ def plan_prompt(
         key = state_key(engine_id, head, whole)
         span = _excerpt_span(segment, whole, token_bytes) if segment.source else (0, len(whole))
         if span is not None and states.has(key):
-            pieces.append(Piece(whole[span[0] : span[1]], key, span[0], len(whole)))
+            first, end = span
+            reread = min(states.reread_tokens, end - first)
+            pieces.append(Piece(whole[first : first + reread]))
+            pieces.append(Piece(whole[first + reread : end], key, first + reread, len(whole)))
         else:
             pieces.append(Piece(tokenize(segment.body)))
             if span is not None:

@@ -53,9 +53,12 @@ def state_key(engine_id: str, head: list[int], body: list[int]) -> str:
 class PassageStateStore:
     """A folder of state files; safe to share between threads of one process (and processes: writes are renames)."""
 
-    def __init__(self, folder: Path, budget_bytes: int) -> None:
+    def __init__(self, folder: Path, budget_bytes: int, reread_tokens: int = 0) -> None:
         self.folder = Path(folder)
         self.budget_bytes = budget_bytes
+        # How a state is placed, not what it holds: the first tokens of each placed passage are read again in
+        # place, after the passages before it (EPIC's LegoLink), so the passage's start attends to them.
+        self.reread_tokens = reread_tokens
         self._lock = threading.Lock()
         self._total: int | None = None  # bytes on disk, counted on first write
 
