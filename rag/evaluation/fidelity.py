@@ -43,7 +43,6 @@ class RecordedAnswer:
     key: str
     prompt: Prompt
     tokens: list[int]
-    verdict: str
 
 
 @dataclass(frozen=True)
@@ -131,9 +130,7 @@ def recorded_answers(recording: Recording, limit: int = 0) -> list[RecordedAnswe
                 call["max_new_tokens"],
                 tuple(PassageSegment(**segment) for segment in call["segments"]),
             )
-            answers.append(
-                RecordedAnswer(set_name, question_id, call["key"], prompt, call["tokens"], line["score"]["verdict"])
-            )
+            answers.append(RecordedAnswer(set_name, question_id, call["key"], prompt, call["tokens"]))
     if lacking and not answers:
         raise RecordingError(
             f"{recording.folder} keeps no answer's tokens and passages (recorded by an older version, or through a "
