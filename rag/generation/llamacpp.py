@@ -135,7 +135,7 @@ class LlamaCppEngine(PassageStateEngine):
         _ = self._llama, self._template, self._stops
 
     def count_tokens(self, text: str) -> int:
-        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return len(self.answer_tokens(text))
 
     def stream(self, prompt: Prompt, cancel: threading.Event | None = None) -> Iterator[str]:
         with self._lock:
@@ -169,12 +169,9 @@ class LlamaCppEngine(PassageStateEngine):
             for first in range(0, len(forced), BATCH_TOKENS):
                 batch = forced[first : first + BATCH_TOKENS]
                 start = llama.n_tokens
-                llama._batch.set_batch(batch=batch, n_past=start, logits_all=True)
-                llama._ctx.decode(llama._batch)
-                llama.input_ids[start : start + len(batch)] = batch
+                rows.append(self._decode(batch))
                 llama.n_tokens = start + len(batch)
                 self._held = self._held[:start] + batch
-                rows.append(self._logits(len(batch)))
         scores = np.concatenate(rows).astype(np.float32)
         return scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
 
@@ -299,15 +296,22 @@ class LlamaCppEngine(PassageStateEngine):
         drafts = prompt_lookup(tokens, self.prompt_lookup_tokens)
         batch = [tokens[-1], *drafts]
         start = llama.n_tokens
-        llama._batch.set_batch(batch=batch, n_past=start, logits_all=True)
-        llama._ctx.decode(llama._batch)
-        llama.input_ids[start : start + len(batch)] = batch
-        predicted = self._logits(len(batch)).argmax(axis=1).tolist()
+        predicted = self._decode(batch).argmax(axis=1).tolist()
         accepted = accepted_drafts(drafts, predicted, self._stops)
         llama.n_tokens = start + 1 + accepted
         llama._ctx.kv_cache_seq_rm(-1, llama.n_tokens, -1)  # drop the rejected drafts
         self._held = self._held[:start] + batch[: accepted + 1]
         return predicted[: accepted + 1]
+
+    def _decode(self, batch: list[int]) -> np.ndarray:
+        """Read `batch` right after what the context holds, with the logits of every position; the caller sets
+        how many of its tokens the context keeps (`n_tokens`, `_held`)."""
+        llama = self._llama
+        start = llama.n_tokens
+        llama._batch.set_batch(batch=batch, n_past=start, logits_all=True)
+        llama._ctx.decode(llama._batch)
+        llama.input_ids[start : start + len(batch)] = batch
+        return self._logits(len(batch))
 
     def _logits(self, rows: int) -> np.ndarray:
         """The logits of the last pass's `rows` output positions, copied out of llama.cpp's buffer."""

@@ -88,8 +88,7 @@ class TransformersEngine(PassageStateEngine):
         _ = self._loaded
 
     def count_tokens(self, text: str) -> int:
-        tokenizer, _ = self._loaded
-        return len(tokenizer(text, add_special_tokens=False).input_ids)
+        return len(self._tokenize(text))
 
     @cached_property
     def state_id(self) -> str:
