@@ -6,31 +6,30 @@ rag.generation, rag.answering); the Assistant wires them from the settings and r
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from tqdm import tqdm
 
+from rag.answering.answerers import Answerer, Evidence, answerers
 from rag.answering.checks import Case, Check, abstention_checks, first_refusal
-from rag.answering.citations import MARKER, CitationVerifier, ClaimStated, VerifiedAnswer
-from rag.answering.judge import ClaimJudge, PassageJudge
+from rag.answering.citations import CitationVerifier, ClaimStated
+from rag.answering.judge import ClaimJudge
 from rag.answering.kinds import question_kind
-from rag.answering.prompts import ABSTAIN_TEXT, build_prompt, retrieval_queries
-from rag.answering.summaries import SummaryCache, documents_named
+from rag.answering.prompts import build_prompt, retrieval_queries
+from rag.answering.summaries import SummaryCache
 from rag.answering.yes_no import PolarityReader, YesNoByEvidence
 from rag.cpu import fast_dtype
 from rag.embedding.embedder import Embedder
 from rag.generation import create_engine
 from rag.generation.base import GenerationEngine
 from rag.generation.passage_states import StateWorker
-from rag.ingestion.chunking import Chunker, split_sentences
+from rag.ingestion.chunking import Chunker
 from rag.ingestion.loaders import load_documents
 from rag.retrieval.excerpts import PassageTrimmer
 from rag.retrieval.gathering import EvidenceGatherer
@@ -43,7 +42,6 @@ from rag.types import (
     Answer,
     AnswerEvent,
     Chunk,
-    Citation,
     Document,
     IngestError,
     Passage,
@@ -53,8 +51,6 @@ from rag.types import (
     Timings,
     Turn,
 )
-
-_ONE_SENTENCE = re.compile(r"\b(?:one|a single|1)\s+sentence", re.IGNORECASE)
 
 
 class QuestionError(ValueError):
@@ -110,6 +106,11 @@ class Assistant:
     def yes_no(self) -> YesNoByEvidence | None:
         """Revises a yes/no answer to what the evidence reads (None when `yes_no_by_evidence` is off)."""
         return YesNoByEvidence(self.polarity, self.embedder) if self.settings.yes_no_by_evidence else None
+
+    @cached_property
+    def answerers(self) -> dict[QuestionKind, Answerer]:
+        """How each kind of question is answered (rag.answering.answerers)."""
+        return answerers(self)
 
     @cached_property
     def checks(self) -> list[Check]:
@@ -257,213 +258,48 @@ class Assistant:
 
         # The short style answers with one exact phrase (extractive benchmarks): every question is a fact there.
         kind = question_kind(question, turns) if self.settings.answer_style == "sentence" else "fact"
-        if kind == "collection":
-            yield from self._answer_collection(question, timings, elapsed)
-            return
-        if kind == "summary":
-            yield from self._answer_summary(question, turns, timings, elapsed, cancel)
-            return
-
-        passages = self.gatherer.gather(question, kind, turns)
+        answerer = self.answerers[kind]
+        evidence = answerer.gather(question, turns)
         timings.retrieve_ms = elapsed()
-
-        refused = self._refused_before_generation(question, passages, turns, kind, timings, elapsed)
-        if refused:
-            yield from refused
+        refusal = self._refused_before_generation(question, answerer, evidence, turns)
+        if refusal:
+            step, text = refusal
+            timings.first_token_ms = timings.total_ms = elapsed()
+            yield text
+            yield Answer(question, text, [], timings, evidence.checked, step, kind)
             return
 
-        if kind == "fact" and self.settings.passage_judge:
-            passages = [p for p, _ in PassageJudge(self.generator).ranked(question, passages, turns)]
-        long_answer = self.settings.long_answer_tokens if kind != "fact" else None
-        excerpts = self.trimmer.trim(retrieval_queries(question, turns)[0], passages)
-        style = self.settings.answer_style
-        prompt = build_prompt(question, excerpts, turns, style, kind, long_answer, whole=passages)
-        lacking = self._lacking_states(prompt)
-        if lacking is not None and self.generator.passage_states is not None:  # read whole, as without states
-            prompt = dataclasses.replace(prompt, passages=())
-        passages = excerpts
-        yield Sources(passages, kind)
+        draft = answerer.write(question, turns, evidence, cancel)
+        yield Sources(draft.passages, kind)
         pieces: list[str] = []
-        stream = self.generator.stream(prompt, cancel)
-        for piece in stream:
+        for piece in draft.pieces:
             if not pieces:
                 timings.first_token_ms = elapsed()
             pieces.append(piece)
             yield piece
-            if kind != "fact" and "\n" in piece and _repeats_a_line("".join(pieces)):
-                stream.close()  # greedy decoding has begun to loop over its list; the rest would be the same
-                break
         if cancel is not None and cancel.is_set():
             return  # nobody waits for this answer: skip its checks and give the model to the next question
-        draft = "".join(pieces).strip()
-
-        verified, refusal = self._checked(question, draft, passages, turns, kind)
-        if refusal and kind == "fact" and self.settings.second_attempt:
-            retried = self._second_attempt(question, passages, turns, refusal, cancel)
-            if cancel is not None and cancel.is_set():
-                return
-            if retried is not None:
-                verified, refusal = retried, None
-        timings.total_ms = elapsed()
-        if lacking is not None and self.state_worker is not None:
-            # made now, in the background, for the next question that reads these passages
-            self.state_worker.submit(functools.partial(self.generator.store_passage_states, lacking))
-        if refusal:
-            step, text = refusal
-            yield Answer(question, text, [], timings, passages, step, kind)
+        finished = answerer.finish(question, turns, draft, "".join(pieces).strip(), cancel)
+        if cancel is not None and cancel.is_set():
             return
-        yield Answer(question, verified.text, verified.citations, timings, passages, kind=kind)
-
-    def _checked(
-        self, question: str, draft: str, passages: list[Passage], turns: list[Turn], kind: QuestionKind
-    ) -> tuple[VerifiedAnswer, tuple[AbstainedBy, str] | None]:
-        """The draft's citations verified (a yes/no answer first revised by its evidence), and the first step
-        after generation that refuses it (None when all let it through)."""
-        verified = self.verifier.verify(draft, passages, question, kind != "fact", self.claim_judge)
-        if (
-            kind == "fact"
-            and self.yes_no
-            and (revised := self.yes_no.revise(question, draft, verified, passages, turns))
-        ):
-            draft, verified = revised, self.verifier.verify(revised, passages, question, False, self.claim_judge)
-        case = Case(question, passages, turns, draft, verified)
-        return verified, first_refusal(self.checks, case, before_generation=False)
-
-    def _second_attempt(
-        self,
-        question: str,
-        passages: list[Passage],
-        turns: list[Turn],
-        refusal: tuple[AbstainedBy, str],
-        cancel: threading.Event | None,
-    ) -> VerifiedAnswer | None:
-        """Before refusing, write once more from the one passage the model judges as answering the question,
-        told why the first answer was refused, and check that answer the same way.
-
-        None (refuse after all) when the refusing step is not one to retry, no passage is judged as
-        answering (the answer check's own bound), or the second answer is refused too.
-        """
-        reason = next((check.reason for check in self.checks if check.name == refusal[0]), "")
-        if not reason:
-            return None
-        best, odds = PassageJudge(self.generator).ranked(question, passages, turns)[0]
-        if odds < self.settings.answer_check_min_log_odds:
-            return None
-        prompt = build_prompt(question, [best], turns, self.settings.answer_style, refused_because=reason)
-        pieces = self.generator.stream(dataclasses.replace(prompt, passages=()), cancel)  # read whole
-        # cited as [1] in its own prompt: renumbered to where the passage stands among those shown
-        draft = MARKER.sub(f" [{passages.index(best) + 1}]", "".join(pieces)).strip()
-        verified, again = self._checked(question, draft, passages, turns, "fact")
-        return None if again else verified
-
-    def _lacking_states(self, prompt: Prompt) -> Prompt | None:
-        """None when the engine has the state of every passage of the prompt (the excerpts are then placed from
-        them); else the prompt whose passages' states are to be made.
-
-        A question is read from states only when all of its passages have one, so that its answer does
-        not depend on which states happened to be made first.
-        """
-        if self.generator.passage_states is None or not prompt.passages:
-            return prompt
-        return prompt if self.generator.missing_passage_states(prompt) else None
+        timings.total_ms = elapsed()
+        if draft.lacking_states is not None and self.state_worker is not None:
+            # made now, in the background, for the next question that reads these passages
+            self.state_worker.submit(functools.partial(self.generator.store_passage_states, draft.lacking_states))
+        if finished.refusal:
+            step, text = finished.refusal
+            yield Answer(question, text, [], timings, draft.passages, step, kind)
+            return
+        yield Answer(question, finished.verified.text, finished.verified.citations, timings, draft.passages, kind=kind)
 
     def _refused_before_generation(
-        self,
-        question: str,
-        passages: list[Passage],
-        turns: list[Turn],
-        kind: QuestionKind,
-        timings: Timings,
-        elapsed: Callable[[], float],
-    ) -> list[AnswerEvent]:
-        """The refusal's text and its `Answer` when a step before generation refuses; none when all let it pass."""
-        refusal = first_refusal(self.checks, Case(question, passages, turns), before_generation=True)
-        if not refusal:
-            return []
-        step, text = refusal
-        timings.first_token_ms = timings.total_ms = elapsed()
-        return [text, Answer(question, text, [], timings, passages, step, kind)]
-
-    def _answer_collection(
-        self, question: str, timings: Timings, elapsed: Callable[[], float]
-    ) -> Iterator[AnswerEvent]:
-        """What the collection holds, read from the index itself: each document's title, cited at its opening."""
-        documents = self.documents()
-        shown = documents[: self.settings.max_listed_documents]
-        passages = [self._opening_passage(d) for d in shown]
-        lines = [
-            f"The collection holds {len(documents)} document{'s' * (len(documents) != 1)}" + (":" if shown else ".")
-        ]
-        lines += [f"- {p.title} [{n}]" for n, p in enumerate(passages, start=1)]
-        if len(documents) > len(shown):
-            lines.append(f"- and {len(documents) - len(shown)} more")
-        text = "\n".join(lines)
-        timings.retrieve_ms = timings.first_token_ms = elapsed()
-        yield Sources(passages, "collection")
-        yield text
-        citations = [_whole_citation(n, p) for n, p in enumerate(passages, start=1)]
-        timings.total_ms = elapsed()
-        yield Answer(question, text, citations, timings, passages, kind="collection")
-
-    def _answer_summary(
-        self,
-        question: str,
-        turns: list[Turn],
-        timings: Timings,
-        elapsed: Callable[[], float],
-        cancel: threading.Event | None,
-    ) -> Iterator[AnswerEvent]:
-        """One or two checked sentences per document the question names (or all of them), from kept summaries."""
-        documents, retrieved = self._summary_documents(question, turns)
-        timings.retrieve_ms = elapsed()
-        passages = [self._document_passage(d) for d in documents]
-        # The same steps as before a fact's answer: a summary of what a search finds, if anything, and never one
-        # about someone or something the documents it would summarise do not name ("Summarize what Satya Nadella
-        # said about open-source AI" matches the open-source articles by title, but none of them names him).
-        refused = self._refused_before_generation(
-            question, passages if retrieved is None else retrieved, turns, "summary", timings, elapsed
-        )
-        if refused:
-            yield from refused
-            return
-        yield Sources(passages, "summary")
-        count = len(documents)
-        sentences = 1 if _ONE_SENTENCE.search(question) else 2
-        parts = []
-        for n, document in enumerate(documents, start=1):
-            if count > 1:
-                yield f"- {document.title}: "
-            pieces = []
-            for piece in self.summaries.summarize(document, self.generator, cancel):
-                if not timings.first_token_ms:
-                    timings.first_token_ms = elapsed()  # the first words of a summary, kept or being written
-                pieces.append(piece)
-                yield piece
-            if cancel is not None and cancel.is_set():
-                return
-            yield "\n"
-            cited = " ".join(f"{sentence} [{n}]" for sentence in _sentences("".join(pieces).strip())[:sentences])
-            parts.append(f"- {document.title}: {cited}" if count > 1 else cited)
-        verified = self.verifier.verify("\n".join(parts), passages, question, each_sentence=True)
-        timings.total_ms = elapsed()
-        if not verified.citations:
-            text = ABSTAIN_TEXT
-            yield Answer(question, text, [], timings, passages, "citations", "summary")
-            return
-        yield Answer(question, verified.text, verified.citations, timings, passages, kind="summary")
-
-    def _summary_documents(self, question: str, turns: list[Turn]) -> tuple[list[Document], list[Passage] | None]:
-        """The documents a summary is of; when the question names none, the best match of a search for it.
-
-        The passages that search found come back too (the checks read them); None when no search was made.
-        """
-        documents = self.documents()
-        named = documents_named(question, documents)
-        if named is not None:
-            return named[: self.settings.max_summary_documents], None
-        retrieved = self.retrieve(question, self.settings.top_k, turns)
-        best = [self.store.document(p.chunk.doc_id) for p in retrieved[:1]]
-        return best, retrieved
+        self, question: str, answerer: Answerer, evidence: Evidence, turns: list[Turn]
+    ) -> tuple[AbstainedBy, str] | None:
+        """The first step before generation that refuses to answer from `evidence`, with its reply (none for an
+        answerer whose evidence the checks do not read)."""
+        if not answerer.checked_before_generation:
+            return None
+        return first_refusal(self.checks, Case(question, evidence.checked, turns), before_generation=True)
 
     def summarize_documents(self, progress: bool = False) -> int:
         """Write the summary of every indexed document that has none kept (`rag index --summaries`); how many."""
@@ -474,20 +310,6 @@ class Assistant:
             for _ in self.summaries.summarize(document, self.generator):
                 pass
         return len(missing)
-
-    def _opening_passage(self, document: Document) -> Passage:
-        chunk = (
-            self.chunker.split(document)[0]
-            if document.text
-            else Chunk(f"{document.doc_id}:0", document.doc_id, 0, "", 0, 0)
-        )
-        return Passage(chunk, document.title, document.source, 1.0, 1.0, document.places_in(chunk.start, chunk.end))
-
-    @staticmethod
-    def _document_passage(document: Document) -> Passage:
-        """A whole document as one passage: a summary sentence is checked against all of it."""
-        chunk = Chunk(f"{document.doc_id}:all", document.doc_id, 0, document.text, 0, len(document.text))
-        return Passage(chunk, document.title, document.source, 1.0, 1.0, document.places_in(chunk.start, chunk.end))
 
     def retrieve(self, question: str, top_k: int, history: Sequence[Turn] = ()) -> list[Passage]:
         """The passages an answer to `question` would be written from; evaluations rank with this too."""
@@ -506,21 +328,3 @@ class Assistant:
                 f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}"
             )
         return question
-
-
-def _sentences(text: str) -> list[str]:
-    return [text[start:end] for start, end in split_sentences(text)]
-
-
-def _whole_citation(n: int, passage: Passage) -> Citation:
-    """A citation of the passage as a whole (a document's opening, named in a listing)."""
-    chunk = passage.chunk
-    return Citation(
-        n, chunk.doc_id, passage.title, passage.source, chunk.start, chunk.end, chunk.text, 1.0, chunk.start, chunk.end
-    )
-
-
-def _repeats_a_line(text: str) -> bool:
-    """The last finished line of a draft is one it already wrote."""
-    lines = [line.strip() for line in text.split("\n")[:-1]]
-    return len(lines) >= 2 and bool(lines[-1]) and lines[-1] in lines[:-1]

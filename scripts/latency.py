@@ -81,7 +81,7 @@ def main() -> None:
 
 # (stage, module file suffix, function): cumulative seconds, so a stage includes what it calls
 STAGES = (
-    ("retrieval and evidence", "retrieval/gathering.py", "gather"),
+    ("retrieval and evidence", "answering/answerers/", "gather"),
     ("checks before the model", "rag/assistant.py", "_refused_before_generation"),
     ("excerpts (sentence embeddings)", "retrieval/excerpts.py", "trim"),
     ("prompt planned (tokenized, states looked up)", "generation/context.py", "plan_prompt"),
@@ -92,7 +92,7 @@ STAGES = (
     ("decoding steps", "generation/llamacpp.py", "_step"),
     ("transformers: passage states placed", "transformers/engine.py", "_place"),
     ("transformers: decoding steps", "transformers/engine.py", "_step"),
-    ("checks after the draft", "rag/assistant.py", "_checked"),
+    ("checks after the draft", "answering/answerers/drafted.py", "checked"),
 )
 
 
@@ -102,7 +102,7 @@ def print_stages(stats: pstats.Stats, runs: int) -> None:
     print("|---|---|---|")
     table = stats.stats  # type: ignore[attr-defined]  # {(file, line, function): (cc, nc, tt, ct, callers)}
     for name, suffix, function in STAGES:
-        rows = [v for (file, _, fn), v in table.items() if fn == function and file.endswith(suffix)]
+        rows = [v for (file, _, fn), v in table.items() if fn == function and suffix in file]
         if rows:
             calls = sum(r[1] for r in rows)
             print(f"| {name} | {sum(r[3] for r in rows) / runs:.3f} | {calls / runs:.1f} |")

@@ -219,7 +219,7 @@ def test_passage_states_answer_the_lecun_question_and_read_only_the_question(ass
     question = "What did LeCun propose in Paris?"
     from rag.answering.prompts import build_prompt
 
-    prompt = build_prompt(question, stateful.gatherer.gather(question, "fact", []), [])
+    prompt = build_prompt(question, stateful.gatherer.top(question), [])
     assert engine.missing_passage_states(prompt) == 0
     answer = stateful.ask(question)
     assert any(key in answer.answer.lower() for key in LECUN_PROPOSAL), answer.answer

@@ -84,6 +84,18 @@ class Plan:
             position += len(piece.tokens)
         return keep
 
+    def pieces_after(self, keep: int) -> list[tuple[int, Piece]]:
+        """The pieces a context holding the first `keep` tokens still needs, each with its position; a piece read
+        in place that `keep` cuts is cut there too (`reusable` never cuts a state piece)."""
+        todo, position = [], 0
+        for piece in self.pieces:
+            end = position + len(piece.tokens)
+            if end > keep:
+                cut = max(0, keep - position)
+                todo.append((position + cut, piece if not cut else Piece(piece.tokens[cut:])))
+            position = end
+        return todo
+
 
 def plan_prompt(
     prompt: Prompt,

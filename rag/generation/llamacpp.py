@@ -218,17 +218,12 @@ class LlamaCppEngine(PassageStateEngine):
         llama.n_tokens = keep
         llama._ctx.kv_cache_seq_rm(-1, keep, -1)
         held = self._held[:keep]
-        position = 0
-        for piece in plan.pieces:
-            end = position + len(piece.tokens)
-            if end > keep:
-                if piece.state and self._place(piece):
-                    held += piece.identities()
-                else:
-                    tokens = piece.tokens[max(0, keep - position) :]
-                    llama.eval(tokens)
-                    held += tokens
-            position = end
+        for _, piece in plan.pieces_after(keep):
+            if piece.state and self._place(piece):
+                held += piece.identities()
+            else:
+                llama.eval(piece.tokens)
+                held += piece.tokens
         self._held = held
 
     def _place(self, piece: Piece) -> bool:

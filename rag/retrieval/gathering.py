@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from rag.lexical import mentions, salient_terms
-from rag.types import Passage, QuestionKind, Turn
+from rag.types import Passage, Turn
 
 # retrieve(query, k, history): the assistant's search, with follow-ups expanded by the conversation.
 Search = Callable[[str, int, Sequence[Turn]], list[Passage]]
@@ -55,15 +55,18 @@ class EvidenceGatherer:
         self.top_k = top_k
         self.candidate_k = candidate_k
 
-    def gather(self, question: str, kind: QuestionKind, history: Sequence[Turn] = ()) -> list[Passage]:
-        """The passages an answer of `kind` is written from (summaries and collection questions read documents)."""
-        if kind == "comparison":
-            sides = self.separating_sides(question, history)
-            if len(sides) >= 2:
-                return self._each_side(question, sides, history)
-        if kind == "list":
-            return self._spread(self.search(question, self.candidate_k, history))
+    def top(self, question: str, history: Sequence[Turn] = ()) -> list[Passage]:
+        """A fact's passages: the top of one search."""
         return self.search(question, self.top_k, history)
+
+    def each_side(self, question: str, history: Sequence[Turn] = ()) -> list[Passage]:
+        """A comparison's passages: each side's own search, where the question names two sides or more."""
+        sides = self.separating_sides(question, history)
+        return self._each_side(question, sides, history) if len(sides) >= 2 else self.top(question, history)
+
+    def spread(self, question: str, history: Sequence[Turn] = ()) -> list[Passage]:
+        """A list's passages: several documents, at most a few passages of each."""
+        return self._spread(self.search(question, self.candidate_k, history))
 
     def separating_sides(self, question: str, history: Sequence[Turn] = ()) -> list[str]:
         """The question's names that tell its sides apart: one every candidate document names ("AI") does not."""

@@ -200,17 +200,12 @@ class TransformersEngine(PassageStateEngine):
                 cache.crop(keep - cache.get_seq_length())
         held = plan.identities()[:keep]
         logits = None
-        position = 0
-        for piece in plan.pieces:
-            end = position + len(piece.tokens)
-            if end > keep:
-                if piece.state and self._place(model, cache, piece):
-                    held += piece.identities()
-                else:
-                    tokens = piece.tokens[max(0, keep - position) :]
-                    logits = model(input_ids=torch.tensor([tokens]), cache=cache, logits_to_keep=1).logits[0, -1]
-                    held += tokens
-            position = end
+        for _, piece in plan.pieces_after(keep):
+            if piece.state and self._place(model, cache, piece):
+                held += piece.identities()
+            else:
+                logits = model(input_ids=torch.tensor([piece.tokens]), cache=cache, logits_to_keep=1).logits[0, -1]
+                held += piece.tokens
         self._cache, self._held = cache, held
         return logits
 
