@@ -372,7 +372,10 @@ def test_each_lost_outcome_is_placed_where_it_went_wrong_first() -> None:
         return where_lost(q, answer, draft, correct, [])
 
     assert lost(question, given("gold.txt"), "LeCun [1].", None, correct=True) is None
-    assert lost(question, given("x.txt"), "Nobody [1].", None) == "gold not given"
+    assert lost(question, given("x.txt"), "Nobody [1].", None) == "gold not retrieved"
+    found = given("x.txt", "y.txt", "gold.txt")  # the search's candidates held it; the model was not given it
+    answer = Answer("q", "Nobody [1].", passages=given("x.txt"))
+    assert where_lost(question, answer, "Nobody [1].", False, [], found) == "gold not given"
     assert lost(both, given("gold.txt"), "LeCun [1].", None) == "gold partly given"
     assert lost(question, given("gold.txt"), "", "off topic") == "refused before the model"
     assert lost(question, given("gold.txt"), "Zuckerberg [1].", None) == "draft wrong"

@@ -79,6 +79,9 @@ def test_a_recording_holds_the_run_and_every_question_with_its_draft_and_model_c
             assert streams[0]["segments"], streams[0]
             assert streams[0]["messages"][-1]["role"] == "user" and streams[0]["prompt_tokens"] > 0
         assert line["passages"] or line["abstained_by"]
+        given = {p["chunk_id"] for p in line["passages"]}
+        if line["kind"] == "fact" and given:  # a fact's passages are the top of the search's candidates
+            assert given <= {c["chunk_id"] for c in line["candidates"]}
     follow_up = next(line for line in lines if line["id"] == "follow-02b")
     assert follow_up["history"]  # asked with the assistant's own first answer
 

@@ -29,7 +29,7 @@ from rag.ingestion.chunking import split_sentences
 from rag.lexical import content_stems, english_stemmer
 from rag.settings import Settings
 from rag.store.base import IndexMismatchError
-from rag.types import AbstainedBy, Answer, Document, Turn
+from rag.types import AbstainedBy, Answer, Document, Passage, Turn
 
 CATEGORIES = (
     "single_fact",
@@ -265,7 +265,8 @@ def check_citations(answer: Answer, gold_docs: Sequence[str]) -> list[CitationCh
 
 # Where an outcome went wrong, in the order a question travels (`where_lost`)
 LOSSES = (
-    "gold not given",  # no gold document among the passages the model read
+    "gold not retrieved",  # no gold document among the passages the model read, nor among the search's candidates
+    "gold not given",  # a gold document among the candidates, none among the passages the model read
     "gold partly given",  # some of several gold documents missing (multi-document questions)
     "refused before the model",  # a step before generation refused, the gold passages in hand
     "draft wrong",  # the model read the gold passages and wrote a wrong answer (or said it does not know)
@@ -277,7 +278,12 @@ LOSSES = (
 
 
 def where_lost(
-    question: EvalQuestion, answer: Answer, draft: str, correct: bool, citations: list[CitationCheck]
+    question: EvalQuestion,
+    answer: Answer,
+    draft: str,
+    correct: bool,
+    citations: list[CitationCheck],
+    candidates: Sequence[Passage] = (),
 ) -> str | None:
     """The first place a question's outcome went wrong: what to fix first, counted per set by `rag eval`."""
     if not question.answerable:
@@ -287,7 +293,8 @@ def where_lost(
     given = {_file_name(p.source) for p in answer.passages}
     gold = set(question.gold_docs)
     if gold and not gold & given:
-        return "gold not given"
+        found = {_file_name(p.source) for p in candidates}
+        return "gold not given" if gold & found else "gold not retrieved"
     if gold - given:
         return "gold partly given"
     if answer.abstained_by in ("off topic", "names missing"):
@@ -327,7 +334,7 @@ def score(question: EvalQuestion, streamed: Streamed, top_k: int) -> QuestionRes
         abstained_by=answer.abstained_by,
         polarity=answer_polarity(text) if question.polarity and answered else None,
         expected_polarity=question.polarity,
-        lost=where_lost(question, answer, streamed.draft, correct, citations),
+        lost=where_lost(question, answer, streamed.draft, correct, citations, streamed.candidates),
     )
 
 
@@ -496,30 +503,35 @@ def run_question_set(
 
 @dataclass(frozen=True)
 class Streamed:
-    """An answer as the eval saw it arrive: the model's draft, first-token time and decode speed.
+    """An answer as the eval saw it arrive: the model's draft, first-token time and decode speed, and the
+    retrieval's candidates for the question (what a search found before the top few were given to the model).
 
-    The latter three are None/empty when the assistant abstained before generating.
+    The draft and the two speeds are None/empty when the assistant abstained before generating.
     """
 
     answer: Answer
     draft: str
     first_token_ms: float | None
     decode_tokens_per_s: float | None
+    candidates: tuple[Passage, ...] = ()
 
 
 def timed_answer(assistant: Assistant, question: str, history: list[Turn]) -> Streamed:
+    """The answer and its timings; then, outside them, the candidates of a search for the question (how deep
+    the retrieval looks: `candidate_k`), which tell a gold passage never found from one found but not given."""
     pieces: list[str] = []
     first = last = 0.0
     for event in assistant.ask_stream(question, history):
         if isinstance(event, Answer):
+            candidates = tuple(assistant.retrieve(question, assistant.settings.candidate_k, history))
             generated = bool(pieces) and event.timings.first_token_ms < event.timings.total_ms
             if not generated:
-                return Streamed(event, "", None, None)
+                return Streamed(event, "", None, None, candidates)
             draft = "".join(pieces)
             tokens = assistant.generator.count_tokens(draft)
             decode_s = last - first
             speed = (tokens - 1) / decode_s if tokens > 1 and decode_s else None
-            return Streamed(event, draft.strip(), event.timings.first_token_ms, speed)
+            return Streamed(event, draft.strip(), event.timings.first_token_ms, speed, candidates)
         if isinstance(event, str):
             now = time.perf_counter()
             first = first or now

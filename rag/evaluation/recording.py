@@ -1,7 +1,8 @@
 """Recorded eval runs, and replays of them: a change after generation measured in minutes, not an hour.
 
 `rag eval --record DIR` writes `DIR/run.json` (once: the settings, model, engine, prompt version, package
-versions, CPU, and each set's metrics) and `DIR/<set>.jsonl` (per question: the passages read, the prompt,
+versions, CPU, and each set's metrics) and `DIR/<set>.jsonl` (per question: the search's candidates (chunk ids,
+scores) and the passages read, the prompt,
 the draft as it was streamed, every model call the steps after it made with its verdict, the final answer
 with its citations and refusing step, the score and the timings).
 
@@ -33,7 +34,7 @@ import numpy as np
 from rag.answering import prompts
 from rag.evaluation.question_set import EvalQuestion, EvalReport, QuestionResult, Streamed
 from rag.generation.base import GenerationEngine
-from rag.types import Answer, Prompt, Turn
+from rag.types import Prompt, Turn
 
 RECORD_VERSION = 1
 RUN_FILE = "run.json"
@@ -277,7 +278,7 @@ class Recorder:
         """What `run_question_set` calls as each question is scored: its line, with the model calls it made."""
 
         def add(question: EvalQuestion, streamed: Streamed, result: QuestionResult, history: list[Turn]) -> None:
-            line = question_line(question.id, streamed.answer, result, self.engine.take_calls(), history)
+            line = question_line(question.id, streamed, result, self.engine.take_calls(), history)
             with open(self.folder / f"{set_name}.jsonl", "a", encoding="utf-8") as out:
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
 
@@ -289,9 +290,11 @@ class Recorder:
 
 
 def question_line(
-    question_id: str, answer: Answer, result: QuestionResult, calls: list[dict[str, Any]], history: list[Turn]
+    question_id: str, streamed: Streamed, result: QuestionResult, calls: list[dict[str, Any]], history: list[Turn]
 ) -> dict[str, Any]:
-    """One recorded question: what it read, what the model was asked and wrote, what was decided, its score."""
+    """One recorded question: what the search found and what it read, what the model was asked and wrote, what
+    was decided, its score."""
+    answer = streamed.answer
     return {
         "id": question_id,
         "question": answer.question,
@@ -308,6 +311,9 @@ def question_line(
                 "relevance": p.relevance,
             }
             for p in answer.passages
+        ],
+        "candidates": [
+            {"chunk_id": p.chunk.chunk_id, "source": p.source, "score": p.score} for p in streamed.candidates
         ],
         "calls": calls,
         "draft": result.draft,
