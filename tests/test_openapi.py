@@ -67,6 +67,10 @@ def test_schemathesis_finds_no_failure_on_any_route(url: str, tmp_path: Path) ->
         *("--checks", "all", "--max-examples", str(MAX_EXAMPLES), "--seed", "1"),
         *("--header", f"X-API-Key: {API_KEY}", "--header", f"X-Admin-Token: {ADMIN_TOKEN}"),
         *("--request-timeout", "120", "--no-color", "--suppress-health-check", "all"),
+        # Its own default is a 10 s limit per response; an answer (and its checks) on two slow cores under a full
+        # test run can take longer. What this test checks is each response's shape and status; latency is measured
+        # by `rag bench` and the soak run, so the limit is the request's own timeout.
+        *("--max-response-time", "120"),
     ]
     # In a folder of its own: schemathesis keeps its crash cache under the working directory.
     run = subprocess.run(command, capture_output=True, text=True, timeout=1200, cwd=tmp_path)
